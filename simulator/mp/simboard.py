@@ -1,0 +1,319 @@
+# The simulated board: one node's hardware state in virtual time.
+#
+# Written in the MicroPython dialect: it runs under CPython (many nodes in one process) and
+# inside the WASI build of MicroPython (one node per VM). The fake modules (fake_machine,
+# fake_time, ...) hold a reference to one Board and read or change its state; nothing else
+# about the node is global.
+#
+# Time is an integer count of microseconds since the scenario started ("sim time"). Every
+# blocking call of a fake advances it through Board.advance(), which also books the time to the
+# board's current power state for the energy account.
+
+# Power states the energy account knows; each board profile gives a current for each.
+DEEP_SLEEP = "deep_sleep"
+LIGHT_SLEEP = "light_sleep"
+ACTIVE = "active"
+WIFI_IDLE = "wifi_idle"
+WIFI_CONNECT = "wifi_connect"
+WIFI_TX = "wifi_tx"
+WIFI_RX = "wifi_rx"
+OFF = "off"
+POWER_STATES = (DEEP_SLEEP, LIGHT_SLEEP, ACTIVE, WIFI_IDLE, WIFI_CONNECT, WIFI_TX, WIFI_RX, OFF)
+
+# machine.reset_cause() values of the ESP32 port (ports/esp32/modmachine.c)
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+# machine.wake_reason() values of the ESP32 port
+PIN_WAKE = 2
+EXT0_WAKE = 2
+EXT1_WAKE = 3
+TIMER_WAKE = 4
+TOUCHPAD_WAKE = 5
+ULP_WAKE = 6
+
+RTC_MEMORY_BYTES = 2048  # machine.RTC.memory() size on the ESP32 port
+SECONDS_1970_TO_2000 = 946684800
+TICKS_PERIOD = 1 << 30  # ticks_ms/ticks_us wrap here on the ESP32 port (py/mpconfig.h)
+
+
+class Restart(BaseException):
+    """Unwinds the firmware when the node stops running its program (a reset of some kind).
+
+    A BaseException, so that the firmware's own `except Exception` never swallows it."""
+
+    cause = HARD_RESET
+
+    def __init__(self, ms=0):
+        super().__init__(ms)
+        self.ms = ms
+
+
+class DeepSleep(Restart):
+    cause = DEEPSLEEP_RESET
+
+
+class HardReset(Restart):
+    cause = HARD_RESET
+
+
+class SoftReset(Restart):
+    cause = SOFT_RESET
+
+
+class WatchdogReset(Restart):
+    cause = WDT_RESET
+
+
+class PowerCut(Restart):
+    cause = PWRON_RESET
+
+
+class Clock:
+    """Sim time for one board. `hook`, when set by a scheduler, is called once the board's time
+    passes `horizon`, so that a multi-node engine can let other nodes catch up."""
+
+    def __init__(self, now_us=0):
+        self.now_us = now_us
+        self.horizon = -1
+        self.hook = None
+
+    def check(self):
+        if self.hook is not None and self.now_us > self.horizon:
+            self.hook()
+
+
+class Board:
+    def __init__(self, node_id, profile, flash_root, seed=1, rtc_epoch=0, uid=None):
+        self.node_id = node_id
+        self.profile = profile
+        self.flash_root = flash_root
+        self.seed = seed
+        self.clock = Clock(0)
+        # Seconds since 2000-01-01 (the ESP32 port's epoch) that the true world shows at sim
+        # time 0. The RTC starts at 2000-01-01 after a power loss and is set by ntptime.
+        self.world_epoch2000_at_zero = rtc_epoch
+        self.rtc_base_s = 0  # RTC seconds (epoch 2000) at rtc_base_us
+        self.rtc_base_us = 0
+        self.rtc_memory = b""
+        self.boot_us = 0
+        self.ticks_offset_ms = 0  # lets a scenario start the tick counter near its wrap
+        self.state = ACTIVE
+        self.energy_us = {}
+        for s in POWER_STATES:
+            self.energy_us[s] = 0
+        self.reset_cause = PWRON_RESET
+        self.wake_reason = 0
+        self.boots = 0
+        self.console = []  # lines the node printed, as (sim time us, text)
+        self.console_sink = None  # callable(board, text) instead of keeping lines
+        self.pins = {}  # pin id -> dict(level=.., pull=.., mode=.., irq=..)
+        self.pin_inputs = {}  # pin id -> callable(board) -> level, for pins a chip drives
+        self.pulse_sources = {}  # pin id -> callable(board, level, timeout_us) -> width or -1/-2
+        self.adc_sources = {}  # pin id -> callable(board) -> microvolts at the pin
+        self.i2c_devices = {}  # bus id -> {addr: device}; a device has read/write methods
+        self.uart_devices = {}  # uart id -> device with write(bytes) and read_until(board, n, deadline)
+        self.wdt_timeout_ms = 0
+        self.wdt_fed_us = 0
+        self.timeline = []  # sorted [at_us, order, callable(board)]: faults, timers, world events
+        self._order = 0
+        self.wifi = None  # set by the engine: a WifiWorld with up/down and APs
+        self.flash_budget = 0  # bytes of flash the filesystem may hold; 0: no limit
+        self.flash_write_hook = None  # callable(board, path, nbytes), for power-cut injection
+        self.irq_queue = []  # pending pin IRQ handlers to run at the next Python-level point
+        self.uid = uid if uid is not None else _uid_from(node_id)
+        self.extra = {}  # room for world models and node-type specifics
+
+    # ---- time ----------------------------------------------------------------------------
+    def advance(self, us, state=None):
+        """Spend `us` microseconds of sim time in `state` (default: the current state)."""
+        if us < 0:
+            us = 0
+        st = state if state is not None else self.state
+        # Events scheduled inside this span cut it short and fire at their time.
+        while self.timeline and self.timeline[0][0] <= self.clock.now_us + us:
+            at, _, action = self.timeline.pop(0)
+            step = at - self.clock.now_us
+            if step > 0:
+                self._spend(step, st)
+                us -= step
+            action(self)
+        self._spend(us, st)
+        if self.wdt_timeout_ms and self.clock.now_us - self.wdt_fed_us > self.wdt_timeout_ms * 1000:
+            if st != DEEP_SLEEP and st != OFF:
+                raise WatchdogReset()
+        self.clock.check()
+        self.run_irqs()
+
+    def _spend(self, us, state):
+        self.energy_us[state] = self.energy_us.get(state, 0) + us
+        self.clock.now_us += us
+
+    def call_at(self, at_us, action):
+        """Run action(board) when sim time reaches at_us (from inside advance())."""
+        self._order += 1
+        item = [at_us, self._order, action]
+        tl = self.timeline
+        i = len(tl)
+        while i > 0 and tl[i - 1][0] > at_us:
+            i -= 1
+        tl.insert(i, item)
+        return item
+
+    def cancel(self, item):
+        if item in self.timeline:
+            self.timeline.remove(item)
+
+    def now_us(self):
+        return self.clock.now_us
+
+    def ticks_us(self):
+        return ((self.clock.now_us - self.boot_us) + self.ticks_offset_ms * 1000) % TICKS_PERIOD
+
+    def ticks_ms(self):
+        return ((self.clock.now_us - self.boot_us) // 1000 + self.ticks_offset_ms) % TICKS_PERIOD
+
+    def rtc_seconds_us(self):
+        """RTC time as (seconds since 2000, microseconds within the second)."""
+        us = self.rtc_base_s * 1000000 + (self.clock.now_us - self.rtc_base_us)
+        return us // 1000000, us % 1000000
+
+    def set_rtc_seconds(self, seconds, us=0):
+        self.rtc_base_s = seconds
+        self.rtc_base_us = self.clock.now_us - us
+
+    def true_epoch2000_us(self):
+        """What a perfect clock (an NTP server) shows now, in µs since 2000."""
+        return self.world_epoch2000_at_zero * 1000000 + self.clock.now_us
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def boot(self, cause):
+        """The chip starts running: RAM is gone, ticks restart."""
+        self.boots += 1
+        self.reset_cause = cause
+        self.boot_us = self.clock.now_us
+        self.state = ACTIVE
+        self.wdt_timeout_ms = 0
+        self.irq_queue = []
+        for p in self.pins.values():
+            p["irq"] = None
+        if cause == PWRON_RESET:
+            self.rtc_memory = b""
+            self.rtc_base_s = 0
+            self.rtc_base_us = self.clock.now_us
+        if cause != DEEPSLEEP_RESET:
+            self.wake_reason = 0
+        # Wake-to-main.py time from the profile (ROM boot, MicroPython init, filesystem mount).
+        self.advance(int(self.profile.get("boot_ms", 0)) * 1000, ACTIVE)
+
+    def power_cut(self, off_ms=0):
+        """Power goes away: only flash survives. Raises to unwind the running firmware."""
+        raise PowerCut(off_ms)
+
+    def print(self, text):
+        if self.console_sink is not None:
+            self.console_sink(self, text)
+        else:
+            self.console.append((self.clock.now_us, text))
+
+    # ---- pins ------------------------------------------------------------------------------
+    def pin(self, pid):
+        p = self.pins.get(pid)
+        if p is None:
+            p = {"level": 0, "pull": None, "mode": None, "irq": None, "trigger": 0, "value_out": 0}
+            self.pins[pid] = p
+        return p
+
+    def pin_level(self, pid):
+        src = self.pin_inputs.get(pid)
+        if src is not None:
+            return src(self)
+        p = self.pin(pid)
+        if p["mode"] is not None and p["mode"] in (1, 2):  # OUT, OPEN_DRAIN drive the level
+            return p["value_out"]
+        if p["pull"] == 1:  # PULL_UP
+            return 1
+        return p["level"]
+
+    def pin_edge(self, pid, level):
+        """A chip or world changes an input pin; queues the IRQ handler if the edge matches."""
+        p = self.pin(pid)
+        old = p["level"]
+        p["level"] = level
+        if old == level or p["irq"] is None:
+            return
+        trig = p["trigger"]
+        if (level == 1 and trig & 2) or (level == 0 and trig & 1):  # IRQ_RISING=2, IRQ_FALLING=1
+            self.irq_queue.append(p["irq"])
+
+    def run_irqs(self):
+        while self.irq_queue:
+            handler, pin_obj = self.irq_queue.pop(0)
+            handler(pin_obj)
+
+
+def _uid_from(node_id):
+    # Six bytes like the ESP32's base MAC, derived from the node id so that runs repeat.
+    h = 5381
+    for ch in node_id:
+        h = ((h * 33) ^ ord(ch)) & 0xFFFFFFFFFFFF
+    b = bytearray(6)
+    for i in range(6):
+        b[5 - i] = (h >> (8 * i)) & 0xFF
+    b[0] = b[0] & 0xFE | 0x02  # locally administered, unicast
+    return bytes(b)
+
+
+# ---- calendar (epoch 2000, as the ESP32 port's time module) --------------------------------
+_MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def is_leap(y):
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+def days_in_month(y, m):
+    if m == 2 and is_leap(y):
+        return 29
+    return _MDAYS[m - 1]
+
+
+def seconds_to_tuple(t):
+    """Seconds since 2000-01-01 -> (year, month, mday, hour, minute, second, weekday, yearday),
+    weekday 0 = Monday, as time.gmtime() on the ESP32 port."""
+    days = t // 86400
+    rem = t - days * 86400
+    hour = rem // 3600
+    minute = (rem % 3600) // 60
+    second = rem % 60
+    weekday = (days + 5) % 7  # 2000-01-01 was a Saturday
+    y = 2000
+    while True:
+        n = 366 if is_leap(y) else 365
+        if days < n:
+            break
+        days -= n
+        y += 1
+    yday = days + 1
+    m = 1
+    while days >= days_in_month(y, m):
+        days -= days_in_month(y, m)
+        m += 1
+    return (y, m, days + 1, hour, minute, second, weekday, yday)
+
+
+def tuple_to_seconds(y, mo, d, h, mi, s):
+    """(year, month, mday, hour, minute, second) -> seconds since 2000; overflowing fields carry,
+    as time.mktime() does."""
+    mo -= 1
+    y += mo // 12
+    mo = mo % 12
+    days = 0
+    for yy in range(2000, y):
+        days += 366 if is_leap(yy) else 365
+    for mm in range(1, mo + 1):
+        days += days_in_month(y, mm)
+    days += d - 1
+    return days * 86400 + h * 3600 + mi * 60 + s
