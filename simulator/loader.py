@@ -39,6 +39,13 @@ PASSTHROUGH = {"json", "struct", "errno", "math", "binascii", "hashlib", "io", "
 
 _code_cache: dict[tuple, types.CodeType] = {}
 
+# What the fake `os` builds on: the host's own filesystem calls (under MicroPython, the WASI
+# runner provides the same names from MicroPython's `os`).
+_hostos = types.ModuleType("_hostos")
+for _name in ("listdir", "stat", "remove", "rename", "mkdir", "rmdir"):
+    setattr(_hostos, _name, getattr(os, _name))
+_hostos.open = builtins.open
+
 
 def compile_file(path: str) -> types.CodeType:
     """Compile a source file once per (path, mtime, size): nodes share immutable code objects."""
@@ -129,6 +136,8 @@ class NodeModules:
             return self.fakes.get(name) or self._load_fake(name)
         if name == "simboard":
             return simboard
+        if name == "_hostos":
+            return _hostos
         if name in self.firmware:
             return self.firmware[name]
         if name in PASSTHROUGH:

@@ -119,8 +119,11 @@ class Board:
         self.wdt_fed_us = 0
         self.timeline = []  # sorted [at_us, order, callable(board)]: faults, timers, world events
         self._order = 0
-        self.wifi = None  # set by the engine: a WifiWorld with up/down and APs
-        self.flash_budget = 0  # bytes of flash the filesystem may hold; 0: no limit
+        self.network = None  # set by the engine: the scenario's simnet.NetworkWorld
+        self.sta_ip = None  # the station interface's address while it is connected
+        self.boot_hooks = []  # fakes' callables(board) run at every boot: hardware resets
+        self.flash_budget = 0  # bytes the filesystem may hold; fake_os sets its default
+        self.flash_used = 0  # bytes in use, kept by fake_os
         self.flash_write_hook = None  # callable(board, path, nbytes), for power-cut injection
         self.irq_queue = []  # pending pin IRQ handlers to run at the next Python-level point
         self.uid = uid if uid is not None else _uid_from(node_id)
@@ -140,10 +143,13 @@ class Board:
                 self._spend(step, st)
                 us -= step
             action(self)
-        self._spend(us, st)
-        if self.wdt_timeout_ms and self.clock.now_us - self.wdt_fed_us > self.wdt_timeout_ms * 1000:
-            if st != DEEP_SLEEP and st != OFF:
+        if self.wdt_timeout_ms and st != DEEP_SLEEP and st != OFF:
+            # A starved watchdog resets the chip at its deadline, not at the end of the span.
+            deadline = self.wdt_fed_us + self.wdt_timeout_ms * 1000
+            if self.clock.now_us + us > deadline:
+                self._spend(max(0, deadline - self.clock.now_us), st)
                 raise WatchdogReset()
+        self._spend(us, st)
         self.clock.check()
         self.run_irqs()
 
@@ -193,10 +199,13 @@ class Board:
         """The chip starts running: RAM is gone, ticks restart."""
         self.boots += 1
         self.reset_cause = cause
-        self.boot_us = self.clock.now_us
+        if cause != SOFT_RESET:
+            self.boot_us = self.clock.now_us  # a soft reset keeps the tick counter running
         self.state = ACTIVE
         self.wdt_timeout_ms = 0
         self.irq_queue = []
+        for hook in self.boot_hooks:
+            hook(self)
         for p in self.pins.values():
             p["irq"] = None
         if cause == PWRON_RESET:
@@ -219,39 +228,80 @@ class Board:
             self.console.append((self.clock.now_us, text))
 
     # ---- pins ------------------------------------------------------------------------------
+    # A pin's dict: "mode" (None or machine.Pin.IN=1 / OUT=3 / OPEN_DRAIN=7), "pull" (None or
+    # PULL_DOWN=1 / PULL_UP=2), "value_out" (the node's output latch), "level" (what a chip or
+    # the world drives onto the pin: 0, 1, or None when nothing drives it), "irq" ((handler,
+    # pin_obj) or None) and "trigger" (IRQ_RISING=1 | IRQ_FALLING=2), "wake"/"wake_level"/
+    # "wake_boot" (Pin.irq(wake=...): machine.SLEEP=2 | DEEPSLEEP=4, level 0/1, boot it was set
+    # in), "watch" (callable(board, pid, level) told whenever the pin's level changes, for chips
+    # that listen to a pin the node drives). Values are those of the ESP32 stubs (machine.pyi).
     def pin(self, pid):
         p = self.pins.get(pid)
         if p is None:
-            p = {"level": 0, "pull": None, "mode": None, "irq": None, "trigger": 0, "value_out": 0}
+            p = {"level": None, "pull": None, "mode": None, "irq": None, "trigger": 0,
+                 "value_out": 0, "wake": None, "wake_level": None, "wake_boot": -1,
+                 "watch": None}
             self.pins[pid] = p
         return p
 
     def pin_level(self, pid):
+        """The level the node reads on the pin now."""
+        p = self.pin(pid)
+        mode = p["mode"]
+        if mode == 3:  # Pin.OUT (GPIO_MODE_INPUT_OUTPUT): the pad follows the output latch
+            return 1 if p["value_out"] else 0
+        if mode == 7 and not p["value_out"]:  # Pin.OPEN_DRAIN pulling low
+            return 0
         src = self.pin_inputs.get(pid)
         if src is not None:
-            return src(self)
-        p = self.pin(pid)
-        if p["mode"] is not None and p["mode"] in (1, 2):  # OUT, OPEN_DRAIN drive the level
-            return p["value_out"]
-        if p["pull"] == 1:  # PULL_UP
-            return 1
-        return p["level"]
+            return 1 if src(self) else 0
+        level = p["level"]
+        if level is not None:
+            return 1 if level else 0
+        # Nothing drives the pin: the internal pull decides. GPIO34-39 have no pull resistors.
+        if pid not in _NO_PULL_PINS:
+            pull = p["pull"]
+            if pull == 2:  # Pin.PULL_UP
+                return 1
+        return 0  # pulled down, or floating (read as 0)
 
     def pin_edge(self, pid, level):
-        """A chip or world changes an input pin; queues the IRQ handler if the edge matches."""
+        """A chip or world drives an input pin to `level` (0, 1, or None to let it float);
+        queues the pin's IRQ handler if the level the node sees makes a matching edge."""
+        if level is not None:
+            level = 1 if level else 0
+        self.pin_update(pid, "level", level)
+
+    def pin_update(self, pid, key, value):
+        """Change one field of a pin's dict (the node setting "value_out", "mode" or "pull"; a
+        chip setting "level") and react to the change of level it makes: tell the pin's watcher
+        and queue its IRQ handler on a matching edge (IRQ_RISING=1, IRQ_FALLING=2)."""
         p = self.pin(pid)
-        old = p["level"]
-        p["level"] = level
-        if old == level or p["irq"] is None:
+        old = self.pin_level(pid)
+        p[key] = value
+        new = self.pin_level(pid)
+        if old == new:
+            return
+        if p["watch"] is not None:
+            p["watch"](self, pid, new)
+        if p["irq"] is None:
             return
         trig = p["trigger"]
-        if (level == 1 and trig & 2) or (level == 0 and trig & 1):  # IRQ_RISING=2, IRQ_FALLING=1
+        if (new == 1 and trig & 1) or (new == 0 and trig & 2):
             self.irq_queue.append(p["irq"])
 
     def run_irqs(self):
+        """Run queued soft IRQ handlers (pin edges, timer callbacks), unless the node disabled
+        IRQs with machine.disable_irq() in this boot (then they run at enable_irq())."""
+        off = getattr(self, "irq_off", None)  # (boots, disabled) set by machine.disable_irq()
+        if off is not None and off[0] == self.boots and off[1]:
+            return
         while self.irq_queue:
-            handler, pin_obj = self.irq_queue.pop(0)
-            handler(pin_obj)
+            handler, arg = self.irq_queue.pop(0)
+            handler(arg)
+
+
+_NO_PULL_PINS = (34, 35, 36, 37, 38, 39)  # ESP32 input-only pads without pull resistors
 
 
 def _uid_from(node_id):

@@ -1,0 +1,15 @@
+# How messages leave the node. Every transport has open(cfg) -> bool, publish(topic,
+# payload, qos, retain) -> bool, and close(). PrintTransport writes each message to the
+# console as one line, "PUB <topic> <payload>", for bench work and the simulator.
+
+
+class PrintTransport:
+    def open(self, cfg):
+        return True
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        print("PUB", topic, payload)
+        return True
+
+    def close(self):
+        pass

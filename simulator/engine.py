@@ -1,0 +1,186 @@
+"""The virtual-time engine: many nodes in one CPython process.
+
+Each node runs the shared boot loop (simulator/mp/bootloop.py) in a greenlet of its own. A node
+runs until its clock passes the horizon the scheduler gave it (global time + one quantum), then
+hands control back; the scheduler always resumes the node that is furthest behind, so nodes
+stay within a quantum of each other and of the scenario's global events (Wi-Fi outages...).
+Nothing waits on the wall clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greenlet import greenlet
+
+from simulator import energy, flash, profiles
+from simulator.loader import NodeModules
+from simulator.mp import bootloop, simboard, simnet
+from simulator.scenario import Scenario
+
+
+@dataclass
+class Message:
+    t_us: int
+    topic: str
+    payload: str
+
+
+class SimNode:
+    """One node: its board, its flash, its module table, and what it published."""
+
+    def __init__(self, sim: "Simulation", spec, index: int):
+        self.sim = sim
+        self.spec = spec
+        self.id = spec.id
+        self.profile = profiles.load(spec.board)
+        self.flash_dir = sim.workdir / spec.id
+        flash.install(self.flash_dir, spec.type, spec.config, self.profile)
+        self.board = simboard.Board(spec.id, self.profile, str(self.flash_dir),
+                                    seed=sim.scenario.seed * 100003 + index,
+                                    rtc_epoch=sim.scenario.start_unix - simboard.SECONDS_1970_TO_2000)
+        self.board.network = sim.network
+        self.board.ticks_offset_ms = spec.ticks_offset_ms
+        self.board.console_sink = self._console
+        self.messages: list[Message] = []
+        self.log: list[tuple[int, str]] = []
+        self.crashes = 0
+        self._battery()
+        self.modules = NodeModules(self.board)
+
+    # ---- the world around the board -----------------------------------------------------
+    def _battery(self) -> None:
+        b = self.profile.get("battery")
+        if not b:
+            return
+        currents = self.profile["currents_ma"]
+
+        def pin_uv(board):
+            # A linear discharge curve between the profile's full and empty voltages.
+            used = energy.charge_mah(board.energy_us, currents)
+            soc = max(0.0, 1.0 - used / b["capacity_mah"])
+            mv = b["empty_mv"] + (b["full_mv"] - b["empty_mv"]) * soc
+            return int(mv * 1000 / b["divider"])
+
+        self.board.adc_sources[b["adc_pin"]] = pin_uv
+
+    def _console(self, board, text: str) -> None:
+        if text.startswith("PUB "):
+            _, topic, payload = text.split(" ", 2)
+            self.messages.append(Message(board.clock.now_us, topic, payload))
+        else:
+            self.log.append((board.clock.now_us, text))
+
+    # ---- the program protocol of bootloop.run ---------------------------------------------
+    def reset(self) -> None:
+        self.modules.reset()
+
+    def run_main(self) -> None:
+        self.modules.run_main()
+
+    def crashed(self, exc: BaseException) -> None:
+        self.crashes += 1
+
+    # ---- figures ------------------------------------------------------------------------------
+    def readings(self) -> list[dict]:
+        out = []
+        for m in self.messages:
+            if m.topic.endswith("/telemetry"):
+                out.extend(json.loads(m.payload)["r"])
+        return out
+
+    def summary(self, span_us: int) -> dict:
+        currents = self.profile["currents_ma"]
+        e = self.board.energy_us
+        mah_day = energy.per_day(e, currents, span_us)
+        awake = sum(us for st, us in e.items() if st not in (simboard.DEEP_SLEEP, simboard.OFF))
+        b = self.profile.get("battery")
+        return {
+            "node": self.id,
+            "type": self.spec.type,
+            "board": self.spec.board,
+            "readings": len(self.readings()),
+            "reports": len(self.messages),
+            "boots": self.board.boots,
+            "awake_s": awake / 1e6,
+            "mah_per_day": mah_day,
+            "battery_days": energy.battery_days(mah_day, b["capacity_mah"]) if b else None,
+            "crashes": self.crashes,
+        }
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, workdir: Path | None = None, keep: bool = False):
+        self.scenario = scenario
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="townsense-sim-"))
+        self.keep = keep
+        self.network = simnet.NetworkWorld([
+            simnet.AccessPoint(ap["ssid"], ap.get("key", ""), bytes([2, 0x54, 0x53, 0, 0, i + 1]),
+                               ap.get("channel", 6), ap.get("rssi", -62))
+            for i, ap in enumerate(scenario.aps)], scenario.outages())
+        self.nodes = [SimNode(self, spec, i) for i, spec in enumerate(scenario.nodes)]
+        self.by_id = {n.id: n for n in self.nodes}
+        self.now_us = 0
+        self._schedule_faults()
+
+    # ---- faults ----------------------------------------------------------------------------
+    def _schedule_faults(self) -> None:
+        # Network outages live in the NetworkWorld (intervals); these are per-board events.
+        for f in self.scenario.faults:
+            if f.kind == "power_cut":
+                off_ms = f.for_us // 1000
+                self.by_id[f.node].board.call_at(f.at_us, lambda b, ms=off_ms: b.power_cut(ms))
+            elif f.kind == "reset":
+                self.by_id[f.node].board.call_at(f.at_us, _hard_reset)
+            elif f.kind == "flash_full":
+                self.by_id[f.node].board.call_at(f.at_us, lambda b, n=f.value: _fill_flash(b, n))
+
+    # ---- the scheduler ---------------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        until = self.scenario.duration_us
+        quantum = self.scenario.quantum_ms * 1000
+        sched = greenlet.getcurrent()
+        heap = []
+        for i, node in enumerate(self.nodes):
+            node.glet = greenlet(lambda n=node: bootloop.run(n.board, n, until), parent=sched)
+            node.board.clock.hook = sched.switch
+            heap.append((0, i))
+        heapq.heapify(heap)
+        try:
+            while heap:
+                t, i = heapq.heappop(heap)
+                node = self.nodes[i]
+                self.now_us = t
+                node.board.clock.horizon = t + quantum
+                node.glet.switch()
+                if not node.glet.dead:
+                    heapq.heappush(heap, (node.board.clock.now_us, i))
+        finally:
+            for node in self.nodes:
+                node.board.clock.hook = None
+                node.glet = None
+        return [n.summary(until) for n in self.nodes]
+
+    def close(self) -> None:
+        if self._own_dir and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _hard_reset(board) -> None:
+    raise simboard.HardReset()
+
+
+def _fill_flash(board, free_bytes: int) -> None:
+    # Something else (a log, a bad update) eats the flash: leave only free_bytes.
+    board.flash_budget = board.flash_used + free_bytes
+
+
+def run_scenario(scenario: Scenario, workdir: Path | None = None) -> tuple[list[dict], Simulation]:
+    sim = Simulation(scenario, workdir)
+    return sim.run(), sim

