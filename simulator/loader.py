@@ -71,7 +71,7 @@ class NodeModules:
         self.builtins["print"] = self._print
         # Fakes load on first import and stay: they are the node's hardware. `os` is needed
         # at once, for the node's `open`.
-        self.builtins["open"] = self._load_fake("os").open
+        self.builtins["open"] = self._load_fake("os")._open
         self._search = [board.flash_root, os.path.join(board.flash_root, "lib")]
 
     # ---- fakes: the node's hardware, kept across resets ------------------------------------

@@ -80,7 +80,7 @@ def _node_print(*args, sep=' ', end='\n'):
     for line in text.split('\n'):
         board.print(line)
 builtins.print = _node_print
-builtins.open = sys.modules['os'].open
+builtins.open = sys.modules['os']._open
 sys.path[:] = ['/flash', '/flash/lib', '/sim']
 _keep = set(sys.modules.keys())
 class Program:
@@ -107,7 +107,8 @@ def _wasm_path() -> Path:
 
 
 def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
-             heap_bytes: int = DEFAULT_HEAP, extra_code: str = "", until_us: int | None = None) -> WasiResult:
+             heap_bytes: int = DEFAULT_HEAP, extra_code: str = "", until_us: int | None = None,
+             overlay: dict[str, str] | None = None) -> WasiResult:
     """Run one node of the scenario for the scenario's duration in MicroPython."""
     from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store,
                           ValType, WasiConfig)
@@ -117,6 +118,9 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
     flash_dir = Path(flash_dir or tempfile.mkdtemp(prefix="townsense-wasi-"))
     index = [n.id for n in scenario.nodes].index(spec.id)
     flash.install(flash_dir, spec.type, spec.config, profile)
+    for rel, text in (overlay or {}).items():
+        (flash_dir / rel).unlink(missing_ok=True)
+        (flash_dir / rel).write_text(text)
     sim_dir = Path(tempfile.mkdtemp(prefix="townsense-sim-mp-"))
     try:
         for p in MP_DIR.glob("*.py"):

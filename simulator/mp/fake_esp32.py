@@ -19,11 +19,11 @@ def raw_temperature():
     return int(c * 9 / 5 + 32)
 
 
-def wake_on_ext0(pin=None, level=None):
+def wake_on_ext0(pin, level):
     _board.extra["wake_ext0"] = (pin, level)
 
 
-def wake_on_ext1(pins=None, level=None):
+def wake_on_ext1(pins, level):
     _board.extra["wake_ext1"] = (pins, level)
 
 

@@ -165,32 +165,24 @@ class WLAN:
                 out.append((ap.ssid.encode(), ap.bssid, ap.channel, net.rssi_for(_board, ap), 3, False))
         return out
 
-    def config(self, *args, **kwargs):
-        if args:
-            p = args[0]
-            ap = _st.ap
-            if p == "mac":
-                return _board.uid
-            if p == "ssid":
-                return ap.ssid if ap else ""
-            if p == "channel":
-                return ap.channel if ap else 1
-            if p == "rssi":
-                return self.status("rssi")
-            if p == "hostname":
-                return hostname()
-            if p == "pm":
-                return _st.pm
-            if p == "reconnects":
-                return _st.reconnects
-            if p == "txpower":
-                return 20
-            raise ValueError("unknown config param")
-        if "pm" in kwargs:
-            _st.pm = kwargs["pm"]
-        if "reconnects" in kwargs:
-            _st.reconnects = kwargs["reconnects"]
-        return None
+    def config(self, param):
+        # The getter form only (the keyword setter form is not simulated).
+        ap = _st.ap
+        if param == "mac":
+            return _board.uid
+        if param == "ssid":
+            return ap.ssid if ap else ""
+        if param == "channel":
+            return ap.channel if ap else 1
+        if param == "hostname":
+            return hostname()
+        if param == "pm":
+            return _st.pm
+        if param == "reconnects":
+            return _st.reconnects
+        if param == "txpower":
+            return 20
+        raise ValueError("unknown config param")
 
     def ifconfig(self, ip_mask_gateway_dns=None):
         if ip_mask_gateway_dns is None:

@@ -9,7 +9,7 @@ import _hostos
 
 _board = None
 _cwd = "/"
-BLOCK = 4096
+_BLOCK = 4096
 _DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the ESP32 port's default vfs partition on 4 MB flash
 
 
@@ -22,7 +22,7 @@ def _attach(board):
 
 
 def _blocks(size):
-    return (size + BLOCK - 1) // BLOCK if size > 0 else 0
+    return (size + _BLOCK - 1) // _BLOCK if size > 0 else 0
 
 
 def _du(host):
@@ -31,9 +31,9 @@ def _du(host):
         p = host + "/" + name
         st = _hostos.stat(p)
         if st[0] & 0x4000:
-            total += BLOCK + _du(p)
+            total += _BLOCK + _du(p)
         else:
-            total += _blocks(st[6]) * BLOCK
+            total += _blocks(st[6]) * _BLOCK
     return total
 
 
@@ -66,7 +66,7 @@ def _size(host):
 
 def _charge(old_size, new_size):
     """Account a file growing from old_size to new_size bytes; ENOSPC if it does not fit."""
-    delta = (_blocks(new_size) - _blocks(max(old_size, 0))) * BLOCK
+    delta = (_blocks(new_size) - _blocks(max(old_size, 0))) * _BLOCK
     if delta > 0 and _board.flash_used + delta > _board.flash_budget:
         raise OSError(errno.ENOSPC)
     _board.flash_used += delta
@@ -130,7 +130,7 @@ class _File:
         return iter(self._f)
 
 
-def open(path, mode="r", buffering=-1, encoding=None):
+def _open(path, mode="r", buffering=-1, encoding=None):
     host = _host(path)
     if "w" in mode:
         old = _size(host)
@@ -166,9 +166,9 @@ def stat(path):
 
 
 def statvfs(path):
-    total = _board.flash_budget // BLOCK
-    free = (_board.flash_budget - _board.flash_used) // BLOCK
-    return (BLOCK, BLOCK, total, free, free, 0, 0, 0, 0, 255)
+    total = _board.flash_budget // _BLOCK
+    free = (_board.flash_budget - _board.flash_used) // _BLOCK
+    return (_BLOCK, _BLOCK, total, free, free, 0, 0, 0, 0, 255)
 
 
 def remove(path):
@@ -178,7 +178,7 @@ def remove(path):
         _hostos.remove(host)
     except OSError:
         raise OSError(errno.ENOENT)
-    _board.flash_used -= _blocks(old) * BLOCK
+    _board.flash_used -= _blocks(old) * _BLOCK
 
 
 def rename(old_path, new_path):
@@ -189,7 +189,7 @@ def rename(old_path, new_path):
     replaced = _size(dst)
     _hostos.rename(src, dst)
     if replaced > 0:
-        _board.flash_used -= _blocks(replaced) * BLOCK
+        _board.flash_used -= _blocks(replaced) * _BLOCK
 
 
 def mkdir(path):
@@ -197,12 +197,12 @@ def mkdir(path):
         _hostos.mkdir(_host(path))
     except OSError:
         raise OSError(errno.EEXIST)
-    _board.flash_used += BLOCK
+    _board.flash_used += _BLOCK
 
 
 def rmdir(path):
     _hostos.rmdir(_host(path))
-    _board.flash_used -= BLOCK
+    _board.flash_used -= _BLOCK
 
 
 def chdir(path):
