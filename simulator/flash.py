@@ -32,4 +32,10 @@ def install(flash_dir: Path, node_type: str, config: dict, profile: dict) -> Non
         except OSError:
             shutil.copyfile(FIRMWARE_DIR / rel, dst)
     (flash_dir / "config.json").write_text(json.dumps(config))
-    (flash_dir / "board.json").write_text(json.dumps(profile))
+    (flash_dir / "board.json").write_text(json.dumps(board_json(profile)))
+
+
+def board_json(profile: dict) -> dict:
+    """The profile as the board gets it: without the sources and description, which only
+    cost heap when the firmware parses it."""
+    return {k: v for k, v in profile.items() if k not in ("sources", "description")}

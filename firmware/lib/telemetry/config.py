@@ -15,7 +15,6 @@ SCHEMA = {
     "power": {"t": "str", "d": None, "one": ("battery", "mains")},
     "sample_s": {"t": "int", "d": 900, "lo": 1, "hi": 86400},
     "report_s": {"t": "int", "d": 3600, "lo": 1, "hi": 604800},
-    "safe_awake_s": {"t": "int", "d": 600, "lo": 10, "hi": 86400},
     "wdt_s": {"t": "int", "d": 60, "lo": 5, "hi": 3600},
     "wifi": {"t": "obj", "d": None, "f": {
         "ssid": {"t": "str", "req": True, "lo": 1, "hi": 32},
