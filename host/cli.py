@@ -15,7 +15,8 @@ def _fmt_days(d):
     return "%.0f d (%.1f y)" % (d, d / 365.25)
 
 
-def print_summary(scenario, rows, wall_s: float, out=sys.stdout) -> None:
+def print_summary(scenario, rows, wall_s: float, out=None) -> None:
+    out = out or sys.stdout
     print("scenario %s: %d nodes, %.1f virtual hours, seed %d, %.2f s wall (%.0f virtual s per wall s)"
           % (scenario.name, len(rows), scenario.hours, scenario.seed, wall_s,
              scenario.hours * 3600 / max(wall_s, 1e-9)), file=out)

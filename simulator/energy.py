@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-US_PER_HOUR = 3_600_000_000
-
-
-def charge_mah(energy_us: dict, currents_ma: dict) -> float:
-    return sum(us * currents_ma.get(state, 0.0) for state, us in energy_us.items()) / US_PER_HOUR
+from simulator.mp.simbattery import charge_mah  # one formula, shared with the MicroPython side
 
 
 def per_day(energy_us: dict, currents_ma: dict, span_us: int) -> float:

@@ -20,7 +20,7 @@ from greenlet import greenlet
 
 from simulator import energy, flash, profiles
 from simulator.loader import NodeModules
-from simulator.mp import bootloop, simboard, simnet
+from simulator.mp import bootloop, simbattery, simboard, simnet
 from simulator.scenario import Scenario
 
 
@@ -50,25 +50,10 @@ class SimNode:
         self.messages: list[Message] = []
         self.log: list[tuple[int, str]] = []
         self.crashes = 0
-        self._battery()
+        simbattery.attach(self.board)
         self.modules = NodeModules(self.board)
 
     # ---- the world around the board -----------------------------------------------------
-    def _battery(self) -> None:
-        b = self.profile.get("battery")
-        if not b:
-            return
-        currents = self.profile["currents_ma"]
-
-        def pin_uv(board):
-            # A linear discharge curve between the profile's full and empty voltages.
-            used = energy.charge_mah(board.energy_us, currents)
-            soc = max(0.0, 1.0 - used / b["capacity_mah"])
-            mv = b["empty_mv"] + (b["full_mv"] - b["empty_mv"]) * soc
-            return int(mv * 1000 / b["divider"])
-
-        self.board.adc_sources[b["adc_pin"]] = pin_uv
-
     def _console(self, board, text: str) -> None:
         if text.startswith("PUB "):
             _, topic, payload = text.split(" ", 2)

@@ -43,7 +43,7 @@ class WasiResult:
 _BOOTSTRAP = r"""
 import sys, os, builtins, json
 sys.path[:] = ['/sim']
-import simboard, simnet, bootloop
+import simboard, simnet, simbattery, bootloop
 class _HostOS:
     pass
 _h = _HostOS()
@@ -58,6 +58,7 @@ sys.modules['_hostos'] = _h
 _spec = json.loads(%(spec)r)
 board = simboard.Board(_spec['id'], _spec['profile'], '/flash', _spec['seed'], _spec['rtc_epoch'])
 board.ticks_offset_ms = _spec['ticks_offset_ms']
+simbattery.attach(board)
 _aps = [simnet.AccessPoint(a['ssid'], a.get('key', ''), bytes(a['bssid']), a.get('channel', 6), a.get('rssi', -62)) for a in _spec['aps']]
 board.network = simnet.NetworkWorld(_aps, dict((k, [tuple(x) for x in v]) for k, v in _spec['outages'].items()))
 _print = builtins.print

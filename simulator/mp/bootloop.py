@@ -6,6 +6,14 @@ import simboard
 
 
 def run(board, program, until_us):
+    board.end_at(until_us)
+    try:
+        _run(board, program, until_us)
+    except simboard.SimulationEnd:
+        pass
+
+
+def _run(board, program, until_us):
     cause = simboard.PWRON_RESET
     pending = None  # (state, microseconds) the board spends before the next boot
     while board.clock.now_us < until_us:
@@ -17,8 +25,6 @@ def run(board, program, until_us):
                 board.sta_ip = None
                 left = until_us - board.clock.now_us
                 board.advance(span if 0 <= span <= left else left, state)
-                if board.clock.now_us >= until_us:
-                    break
                 if state == simboard.DEEP_SLEEP:
                     board.wake_reason = simboard.TIMER_WAKE
             program.reset()
@@ -35,6 +41,8 @@ def run(board, program, until_us):
             cause = simboard.PWRON_RESET
         except simboard.Restart as e:
             cause = e.cause
+        except simboard.SimulationEnd:
+            raise
         except Exception as e:
             # An uncaught error ends main.py; the REPL prints it and waits (the watchdog,
             # if the firmware started it, resets the board).

@@ -71,6 +71,14 @@ class PowerCut(Restart):
     cause = PWRON_RESET
 
 
+class SimulationEnd(BaseException):
+    """The scenario's time is up: unwinds whatever the node is doing."""
+
+
+def _end(board):
+    raise SimulationEnd()
+
+
 class Clock:
     """Sim time for one board. `hook`, when set by a scheduler, is called once the board's time
     passes `horizon`, so that a multi-node engine can let other nodes catch up."""
@@ -216,6 +224,10 @@ class Board:
             self.wake_reason = 0
         # Wake-to-main.py time from the profile (ROM boot, MicroPython init, filesystem mount).
         self.advance(int(self.profile.get("boot_ms", 0)) * 1000, ACTIVE)
+
+    def end_at(self, at_us):
+        """Stop the node at at_us, wherever it is (a mains node's loop never returns)."""
+        self.call_at(at_us, _end)
 
     def power_cut(self, off_ms=0):
         """Power goes away: only flash survives. Raises to unwind the running firmware."""

@@ -69,7 +69,6 @@ class Node:
 
     def wake_cycle(self):
         """One wake of a battery node; ends in deep sleep."""
-        started = time.ticks_ms()
         wdt = machine.WDT(timeout=self.cfg["wdt_s"] * 1000)
         self.take_sample()
         n = self.rs.get("n", 0) + 1
@@ -80,7 +79,9 @@ class Node:
         self.rs["n"] = n
         rtcstate.save(self.rs)
         wdt.feed()
-        awake = time.ticks_diff(time.ticks_ms(), started)
+        # ticks_ms counts from boot on the ESP32 port (esp_timer), so it is the whole wake,
+        # boot included: subtracting it keeps the samples on a fixed cadence.
+        awake = time.ticks_ms()
         machine.deepsleep(max(1000, self.cfg["sample_s"] * 1000 - awake))
 
     def run_forever(self):

@@ -8,6 +8,8 @@ class PrintTransport:
         return True
 
     def publish(self, topic, payload, qos=0, retain=False):
+        if isinstance(payload, bytes):
+            payload = payload.decode()
         print("PUB", topic, payload)
         return True
 
