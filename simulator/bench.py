@@ -34,26 +34,12 @@ def sim_speed(n: int) -> tuple[float, float]:
     return wall, sc.hours * 3600 / wall
 
 
-_ONE_CYCLE = """
-import gc
-gc.collect()
-_base = gc.mem_alloc()
-Program().reset()
-board.boot(simboard.PWRON_RESET)
-try:
-    Program().run_main()
-    _print('CYCLE ENDED WITHOUT SLEEP')
-except simboard.DeepSleep:
-    _print('CYCLE OK')
-except MemoryError:
-    _print('CYCLE OOM')
-_print('BASE %d' % _base)
-"""
-
-
 def wasi_cycle(heap: int) -> tuple[bool, int, str]:
     sc = heartbeat(1, hours=1)
-    res = wasi.run_node(sc.nodes[0], sc, heap_bytes=heap, extra_code=_ONE_CYCLE)
+    try:
+        res = wasi.run_node(sc.nodes[0], sc, heap_bytes=heap, mode="cycle")
+    except wasi.MicroPythonError as e:
+        return False, 0, str(e)
     text = "\n".join(t for _, t in res.lines)
     base = 0
     for _, t in res.lines:

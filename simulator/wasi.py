@@ -21,7 +21,7 @@ from simulator.loader import FAKES, MP_DIR
 from simulator.mp import simboard
 from simulator.scenario import NodeSpec, Scenario
 
-DEFAULT_HEAP = 1024 * 1024
+DEFAULT_HEAP = 256 * 1024 * 1024  # the collector is off (wasiboot.py): room for a bounded run
 
 
 @dataclass
@@ -40,65 +40,8 @@ class WasiResult:
         return out
 
 
-_BOOTSTRAP = r"""
-import sys, os, builtins, json
-sys.path[:] = ['/sim']
-import simboard, simnet, simbattery, bootloop
-class _HostOS:
-    pass
-_h = _HostOS()
-_h.listdir = os.listdir
-_h.stat = os.stat
-_h.remove = os.remove
-_h.rename = os.rename
-_h.mkdir = os.mkdir
-_h.rmdir = os.rmdir
-_h.open = builtins.open
-sys.modules['_hostos'] = _h
-_spec = json.loads(%(spec)r)
-board = simboard.Board(_spec['id'], _spec['profile'], '/flash', _spec['seed'], _spec['rtc_epoch'])
-board.ticks_offset_ms = _spec['ticks_offset_ms']
-simbattery.attach(board)
-_aps = [simnet.AccessPoint(a['ssid'], a.get('key', ''), bytes(a['bssid']), a.get('channel', 6), a.get('rssi', -62)) for a in _spec['aps']]
-board.network = simnet.NetworkWorld(_aps, dict((k, [tuple(x) for x in v]) for k, v in _spec['outages'].items()))
-_print = builtins.print
-def _sink(b, text):
-    _print('@%%d %%s' %% (b.clock.now_us, text))
-board.console_sink = _sink
-for _name, _mod in _spec['fakes'].items():
-    _m = __import__(_mod)
-    _m._attach(board)
-    sys.modules[_name] = _m
-def _reset(b):
-    raise simboard.HardReset()
-for _f in _spec['faults']:
-    if _f[0] == 'power_cut':
-        board.call_at(_f[1], lambda b, ms=_f[2]: b.power_cut(ms))
-    elif _f[0] == 'reset':
-        board.call_at(_f[1], _reset)
-def _node_print(*args, sep=' ', end='\n'):
-    text = sep.join([str(a) for a in args])
-    for line in text.split('\n'):
-        board.print(line)
-builtins.print = _node_print
-builtins.open = sys.modules['os']._open
-sys.path[:] = ['/flash', '/flash/lib', '/sim']
-_keep = set(sys.modules.keys())
-class Program:
-    def reset(self):
-        for k in list(sys.modules.keys()):
-            if k not in _keep:
-                del sys.modules[k]
-    def run_main(self):
-        with _h.open('/flash/main.py') as f:
-            src = f.read()
-        exec(src, {'__name__': '__main__'})
-    def crashed(self, e):
-        pass
-bootloop.run(board, Program(), _spec['until_us'])
-_print('ENERGY ' + json.dumps(board.energy_us))
-_print('BOOTS %%d' %% board.boots)
-"""
+class MicroPythonError(RuntimeError):
+    """The MicroPython process failed (exit status, or a trap of the WASI build)."""
 
 
 def _wasm_path() -> Path:
@@ -108,17 +51,17 @@ def _wasm_path() -> Path:
 
 
 def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
-             heap_bytes: int = DEFAULT_HEAP, extra_code: str = "", until_us: int | None = None,
-             overlay: dict[str, str] | None = None) -> WasiResult:
+             heap_bytes: int = DEFAULT_HEAP, mode: str = "run", until_us: int | None = None,
+             overlay: dict[str, str] | None = None, mpy: bool = False) -> WasiResult:
     """Run one node of the scenario for the scenario's duration in MicroPython."""
-    from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store,
+    from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store, Trap,
                           ValType, WasiConfig)
 
     profile = profiles.load(spec.board)
     own_flash = flash_dir is None
     flash_dir = Path(flash_dir or tempfile.mkdtemp(prefix="townsense-wasi-"))
     index = [n.id for n in scenario.nodes].index(spec.id)
-    flash.install(flash_dir, spec.type, spec.config, profile)
+    flash.install(flash_dir, spec.type, spec.config, profile, mpy=mpy)
     for rel, text in (overlay or {}).items():
         (flash_dir / rel).unlink(missing_ok=True)
         (flash_dir / rel).write_text(text)
@@ -139,10 +82,10 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
             "fakes": {k: v for k, v in FAKES.items() if (MP_DIR / (v + ".py")).exists() and k != "sys"},
             "faults": faults, "outages": scenario.outages(),
             "until_us": scenario.duration_us if until_us is None else until_us,
+            "mode": mode,
         }
-        code = _BOOTSTRAP % {"spec": json.dumps(cfg_spec)}
-        if extra_code:
-            code = code.replace("bootloop.run(board, Program(), _spec['until_us'])", extra_code)
+        (sim_dir / "spec.json").write_text(json.dumps(cfg_spec))
+        code = "import sys\nsys.path[:] = ['/sim']\nimport wasiboot\n"
 
         cfg = Config()
         cfg.wasm_exceptions = True
@@ -172,8 +115,12 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
             instance.exports(store)["_start"](store)
         except ExitTrap as e:
             if e.code != 0:
-                raise RuntimeError("MicroPython exited with %d:\n%s" % (e.code, b"".join(err).decode(errors="replace")
+                raise MicroPythonError("MicroPython exited with %d:\n%s" % (e.code, b"".join(err).decode(errors="replace")
                                                                          + b"".join(out).decode(errors="replace")[-2000:]))
+        except Trap as e:
+            # The WASI build traps instead of raising MemoryError in some out-of-heap paths.
+            raise MicroPythonError("MicroPython trapped (%s); its last output:\n%s" % (
+                str(e).splitlines()[-1].strip(), b"".join(out).decode(errors="replace")[-1500:])) from None
         stdout = b"".join(out).decode("utf-8", "replace")
         lines: list[tuple[int, str]] = []
         energy_us: dict = {}

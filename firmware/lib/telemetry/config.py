@@ -1,37 +1,39 @@
 # config.json: loading and validation. The schema below is the single definition of a valid
 # config: the firmware checks it at boot and the host tools check it before writing one.
 #
-# A field spec is a dict: t = type ("str", "int", "bool", "obj", "list", "num"), req = required,
-# d = default, lo/hi = bounds (ints, string and list lengths), one = allowed values,
-# f = the fields of an "obj", open = an "obj" whose fields the node type checks itself.
+# A field spec is a tuple (type, required, default, lo, hi, allowed, fields): type is "str",
+# "int", "bool", "obj" or "list"; lo/hi bound ints and the lengths of strings and lists;
+# allowed lists the accepted values; fields is the schema of an "obj" (None: the node type
+# checks it itself). Tuples, not dicts: this table lives in RAM on a small heap.
 from telemetry import atomic
 
 PATH = "config.json"
 NODE_TYPES = ("heartbeat", "fill_level", "air_quality", "water_meter", "traffic")
+T, REQ, DEF, LO, HI, ONE, FIELDS = 0, 1, 2, 3, 4, 5, 6
 
 SCHEMA = {
-    "node_id": {"t": "str", "req": True, "lo": 1, "hi": 32},
-    "type": {"t": "str", "req": True, "one": NODE_TYPES},
-    "power": {"t": "str", "d": None, "one": ("battery", "mains")},
-    "sample_s": {"t": "int", "d": 900, "lo": 1, "hi": 86400},
-    "report_s": {"t": "int", "d": 3600, "lo": 1, "hi": 604800},
-    "wdt_s": {"t": "int", "d": 60, "lo": 5, "hi": 3600},
-    "wifi": {"t": "obj", "d": None, "f": {
-        "ssid": {"t": "str", "req": True, "lo": 1, "hi": 32},
-        "key": {"t": "str", "d": "", "hi": 64},
-        "timeout_s": {"t": "int", "d": 15, "lo": 1, "hi": 120},
-        "static": {"t": "list", "d": None, "lo": 4, "hi": 4},
-    }},
-    "prefix": {"t": "str", "d": "townsense", "lo": 1, "hi": 64},
-    "spool_bytes": {"t": "int", "d": 32768, "lo": 1024, "hi": 1048576},
-    "batch": {"t": "int", "d": 24, "lo": 1, "hi": 200},
-    "ntp_host": {"t": "str", "d": "pool.ntp.org", "lo": 1, "hi": 64},
-    "node": {"t": "obj", "d": None, "open": True},
+    "node_id": ("str", True, None, 1, 32, None, None),
+    "type": ("str", True, None, None, None, NODE_TYPES, None),
+    "power": ("str", False, None, None, None, ("battery", "mains"), None),
+    "sample_s": ("int", False, 900, 1, 86400, None, None),
+    "report_s": ("int", False, 3600, 1, 604800, None, None),
+    "wdt_s": ("int", False, 60, 5, 3600, None, None),
+    "wifi": ("obj", False, None, None, None, None, {
+        "ssid": ("str", True, None, 1, 32, None, None),
+        "key": ("str", False, "", None, 64, None, None),
+        "timeout_s": ("int", False, 15, 1, 120, None, None),
+        "static": ("list", False, None, 4, 4, None, None),
+    }),
+    "prefix": ("str", False, "townsense", 1, 64, None, None),
+    "spool_bytes": ("int", False, 32768, 1024, 1048576, None, None),
+    "batch": ("int", False, 24, 1, 200, None, None),
+    "ntp_host": ("str", False, "pool.ntp.org", 1, 64, None, None),
+    "node": ("obj", False, None, None, None, None, None),
 }
 
 _TYPES = {"str": str, "int": int, "bool": bool, "obj": dict, "list": list}
 _NAMES = {"str": "a string", "int": "an integer", "bool": "true or false", "obj": "an object",
-          "list": "a list", "num": "a number"}
+          "list": "a list"}
 
 
 class ConfigError(Exception):
@@ -39,8 +41,6 @@ class ConfigError(Exception):
 
 
 def _type_ok(t, v):
-    if t == "num":
-        return (isinstance(v, int) or isinstance(v, float)) and not isinstance(v, bool)
     if t == "int" and isinstance(v, bool):
         return False  # JSON true is not a count
     return isinstance(v, _TYPES[t])
@@ -58,30 +58,30 @@ def check(obj, schema, where=""):
         spec = schema[key]
         name = where + key
         if key not in obj:
-            if spec.get("req"):
+            if spec[REQ]:
                 raise ConfigError("field '%s': required" % name)
-            out[key] = spec.get("d")
+            out[key] = spec[DEF]
             continue
         v = obj[key]
-        t = spec["t"]
-        if v is None and not spec.get("req"):
+        t = spec[T]
+        if v is None and not spec[REQ]:
             out[key] = None
             continue
         if not _type_ok(t, v):
             raise ConfigError("field '%s': expected %s, got %r" % (name, _NAMES[t], v))
-        one = spec.get("one")
+        one = spec[ONE]
         if one is not None and v not in one:
             raise ConfigError("field '%s': %r is not one of %s" % (name, v, ", ".join(one)))
-        n = len(v) if t in ("str", "list") else v if t in ("int", "num") else None
+        n = len(v) if t in ("str", "list") else v if t == "int" else None
         if n is not None:
-            lo = spec.get("lo")
-            hi = spec.get("hi")
+            lo = spec[LO]
+            hi = spec[HI]
             if lo is not None and n < lo:
                 raise ConfigError("field '%s': %r is below the minimum %d" % (name, v, lo))
             if hi is not None and n > hi:
                 raise ConfigError("field '%s': %r is above the maximum %d" % (name, v, hi))
-        if t == "obj" and "f" in spec:
-            v = check(v, spec["f"], name + ".")
+        if t == "obj" and spec[FIELDS] is not None:
+            v = check(v, spec[FIELDS], name + ".")
         out[key] = v
     return out
 
