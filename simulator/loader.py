@@ -37,7 +37,7 @@ FAKES = {
 PASSTHROUGH = {"json", "struct", "errno", "math", "binascii", "hashlib", "io", "select",
                "collections", "re", "array", "ssl"}
 
-_code_cache: dict[tuple, types.CodeType] = {}
+_code_cache: dict[bytes, types.CodeType] = {}
 
 # What the fake `os` builds on: the host's own filesystem calls (under MicroPython, the WASI
 # runner provides the same names from MicroPython's `os`).
@@ -48,13 +48,13 @@ _hostos.open = builtins.open
 
 
 def compile_file(path: str) -> types.CodeType:
-    """Compile a source file once per (path, mtime, size): nodes share immutable code objects."""
-    st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size)
+    """Compile each distinct source once: every node has its own copy of the firmware files,
+    all nodes share one immutable code object per distinct text."""
+    with open(path, "rb") as f:
+        key = f.read()
     code = _code_cache.get(key)
     if code is None:
-        with open(path, encoding="utf-8") as f:
-            code = compile(f.read(), path, "exec")
+        code = compile(key.decode("utf-8"), path, "exec")
         _code_cache[key] = code
     return code
 
@@ -65,6 +65,7 @@ class NodeModules:
     def __init__(self, board: simboard.Board):
         self.board = board
         self.fakes: dict[str, types.ModuleType] = {}
+        self._static: dict[str, types.ModuleType] = {}  # fakes and host modules: kept across resets
         self.firmware: dict[str, types.ModuleType] = {}
         self.builtins = dict(builtins.__dict__)
         self.builtins["__import__"] = self._import
@@ -73,6 +74,10 @@ class NodeModules:
         # at once, for the node's `open`.
         self.builtins["open"] = self._load_fake("os")._open
         self._search = [board.flash_root, os.path.join(board.flash_root, "lib")]
+        # name -> (path, is_package, code): firmware resolved and compiled once per node, until
+        # the node's code files change (fake_os bumps board.code_gen on any .py/.mpy write).
+        self._found: dict[str, tuple] = {}
+        self._found_gen = board.code_gen
 
     # ---- fakes: the node's hardware, kept across resets ------------------------------------
     def _load_fake(self, name: str) -> types.ModuleType:
@@ -91,11 +96,16 @@ class NodeModules:
 
     def run_main(self) -> None:
         """What the board does after boot: run main.py from the flash root."""
-        path = os.path.join(self.board.flash_root, "main.py")
+        if self._found_gen != self.board.code_gen:
+            self.invalidate()
+        hit = self._found.get("__main__")
+        if hit is None:
+            path = os.path.join(self.board.flash_root, "main.py")
+            hit = self._found["__main__"] = (path, False, compile_file(path))
         mod = types.ModuleType("__main__")
         mod.__file__ = "main.py"
         mod.__dict__["__builtins__"] = self.builtins
-        exec(compile_file(path), mod.__dict__)
+        exec(hit[2], mod.__dict__)
 
     def _find(self, name: str):
         rel = name.replace(".", "/")
@@ -108,13 +118,28 @@ class NodeModules:
                 return mod, False
         return None, False
 
+    def invalidate(self) -> None:
+        """Forget resolved paths and compiled code: the flash's code changed from outside."""
+        self._found.clear()
+        self._found_gen = self.board.code_gen
+
+    def _lookup(self, name: str) -> tuple:
+        if self._found_gen != self.board.code_gen:
+            self.invalidate()
+        hit = self._found.get(name)
+        if hit is None:
+            path, is_pkg = self._find(name)
+            if path is None:
+                raise ImportError("no module named '%s'" % name)
+            hit = (path, is_pkg, compile_file(path))
+            self._found[name] = hit
+        return hit
+
     def _load_firmware(self, name: str) -> types.ModuleType:
         mod = self.firmware.get(name)
         if mod is not None:
             return mod
-        path, is_pkg = self._find(name)
-        if path is None:
-            raise ImportError("no module named '%s'" % name)
+        path, is_pkg, code = self._lookup(name)
         mod = types.ModuleType(name)
         mod.__file__ = path
         mod.__dict__["__builtins__"] = self.builtins
@@ -122,7 +147,7 @@ class NodeModules:
             mod.__path__ = [os.path.dirname(path)]
         self.firmware[name] = mod
         try:
-            exec(compile_file(path), mod.__dict__)
+            exec(code, mod.__dict__)
         except BaseException:
             del self.firmware[name]
             raise
@@ -132,36 +157,43 @@ class NodeModules:
         return mod
 
     def _resolve(self, name: str) -> types.ModuleType:
+        mod = self.firmware.get(name) or self._static.get(name)
+        if mod is not None:
+            return mod
         if name in FAKES:
-            return self.fakes.get(name) or self._load_fake(name)
-        if name == "simboard":
-            return simboard
-        if name == "_hostos":
-            return _hostos
-        if name in self.firmware:
-            return self.firmware[name]
-        if name in PASSTHROUGH:
+            mod = self._load_fake(name)
+        elif name == "simboard":
+            mod = simboard
+        elif name == "_hostos":
+            mod = _hostos
+        elif name in PASSTHROUGH or name.split(".")[0] in ("typing", "__future__"):
+            # Same behaviour in CPython; typing/__future__ only ever serve annotations.
             __import__(name)
-            return sys.modules[name]
-        if name.split(".")[0] in ("typing", "__future__"):
-            # type-checking-only imports guarded by `if False` never get here at run time;
-            # __future__ annotations are harmless.
-            __import__(name)
-            return sys.modules[name]
-        return self._load_firmware(name)
+            mod = sys.modules[name]
+        else:
+            return self._load_firmware(name)
+        self._static[name] = mod
+        return mod
 
     def _import(self, name, globals=None, locals=None, fromlist=(), level=0):
         if level:
             raise ImportError("relative import of %r: TownSense firmware uses absolute imports" % name)
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            mod = self._resolve(".".join(parts[:i]))
+        mod = self.firmware.get(name) or self._static.get(name)
+        if mod is None:
+            # Resolve each package on the way down, as the import system does.
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                mod = self._resolve(".".join(parts[:i]))
         if fromlist:
-            for item in fromlist:
-                if item != "*" and not hasattr(mod, item) and hasattr(mod, "__path__"):
-                    self._load_firmware(name + "." + item)
+            if hasattr(mod, "__path__"):
+                d = mod.__dict__
+                for item in fromlist:
+                    if item not in d and item != "*":
+                        self._load_firmware(name + "." + item)
             return mod
-        return self._resolve(parts[0])
+        if "." in name:
+            return self._resolve(name.partition(".")[0])
+        return mod
 
     def _print(self, *args, sep=" ", end="\n", file=None):
         text = sep.join(str(a) for a in args) + end

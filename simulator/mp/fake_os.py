@@ -38,6 +38,8 @@ def _du(host):
 
 
 def _abs(path):
+    if _cwd == "/" and "/" not in path and path != "." and path != "..":
+        return "/" + path  # the common case: a file in the root directory
     if not path.startswith("/"):
         path = (_cwd.rstrip("/") + "/" + path) if _cwd != "/" else "/" + path
     parts = []
@@ -55,6 +57,12 @@ def _abs(path):
 def _host(path):
     a = _abs(path)
     return _board.flash_root + (a if a != "/" else "")
+
+
+def _touch_code(path):
+    # The node's code changed (an update, a provisioning tool): module caches must reload.
+    if path.endswith(".py") or path.endswith(".mpy"):
+        _board.code_gen += 1
 
 
 def _size(host):
@@ -132,6 +140,8 @@ class _File:
 
 def _open(path, mode="r", buffering=-1, encoding=None):
     host = _host(path)
+    if "r" not in mode or "+" in mode:
+        _touch_code(host)
     if "w" in mode:
         old = _size(host)
         if old > 0:
@@ -178,6 +188,7 @@ def remove(path):
         _hostos.remove(host)
     except OSError:
         raise OSError(errno.ENOENT)
+    _touch_code(host)
     _board.flash_used -= _blocks(old) * _BLOCK
 
 
@@ -188,6 +199,8 @@ def rename(old_path, new_path):
         raise OSError(errno.ENOENT)
     replaced = _size(dst)
     _hostos.rename(src, dst)
+    _touch_code(src)
+    _touch_code(dst)
     if replaced > 0:
         _board.flash_used -= _blocks(replaced) * _BLOCK
 

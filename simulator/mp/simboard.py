@@ -132,14 +132,18 @@ class Board:
         self.boot_hooks = []  # fakes' callables(board) run at every boot: hardware resets
         self.flash_budget = 0  # bytes the filesystem may hold; fake_os sets its default
         self.flash_used = 0  # bytes in use, kept by fake_os
+        self.code_gen = 0  # bumped by fake_os when a .py/.mpy file changes (module caches)
         self.flash_write_hook = None  # callable(board, path, nbytes), for power-cut injection
         self.irq_queue = []  # pending pin IRQ handlers to run at the next Python-level point
         self.uid = uid if uid is not None else _uid_from(node_id)
         self.extra = {}  # room for world models and node-type specifics
+        self.sample_hook = None  # callable(board) at every advance(): heap sampling (make bench)
 
     # ---- time ----------------------------------------------------------------------------
     def advance(self, us, state=None):
         """Spend `us` microseconds of sim time in `state` (default: the current state)."""
+        if self.sample_hook is not None:
+            self.sample_hook(self)
         if us < 0:
             us = 0
         st = state if state is not None else self.state

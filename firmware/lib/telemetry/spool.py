@@ -50,14 +50,13 @@ class Spool:
         return self
 
     def _sweep(self):
-        # Leftovers of a compaction a power cut interrupted: any generation but ours.
-        keep = self._path()
-        for name in os.listdir():
-            if name.startswith("spool.") and name != POS and name != keep:
-                try:
-                    os.remove(name)
-                except OSError:
-                    pass
+        # Leftovers of a generation change a power cut interrupted: the generation before ours
+        # (not yet removed) or after it (written, but spool.pos not yet updated).
+        for gen in (self.gen - 1, self.gen + 1):
+            try:
+                os.remove(self._path(gen))
+            except OSError:
+                pass
 
     def _records(self, start):
         """(offset after, payload) for each intact record from start; stops at damage.
