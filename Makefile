@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/townsense simulate heartbeat-town
+	$(VENV)/bin/townsense simulate heartbeat-town --timeline hb-03
 
 test: $(STAMP)
 	$(PY) -m pytest

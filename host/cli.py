@@ -31,6 +31,25 @@ def print_summary(scenario, rows, wall_s: float, out=None) -> None:
           file=out)
 
 
+def print_timeline(node, scenario, out=None) -> None:
+    """Each report of one node: when, how many readings, which seqs, and the faults around."""
+    import json
+
+    out = out or sys.stdout
+    print("\n%s reported:" % node.id, file=out)
+    for m in node.messages:
+        body = json.loads(m.payload)
+        seqs = [r["seq"] for r in body.get("r", [])]
+        h = m.t_us / 3.6e9
+        print("  %02d:%02d  %-10s %2d readings  seq %s" % (
+            int(h), int(h * 60) % 60, m.topic.rsplit("/", 1)[-1], len(seqs),
+            "%d-%d" % (seqs[0], seqs[-1]) if seqs else "-"), file=out)
+    for f in scenario.faults:
+        if f.node in (None, node.id):
+            print("  fault: %s at %.1f h for %.0f s%s" % (f.kind, f.at_us / 3.6e9, f.for_us / 1e6,
+                                                      "" if f.node else " (all nodes)"), file=out)
+
+
 def cmd_simulate(args) -> int:
     from simulator import engine, scenario
 
@@ -47,6 +66,10 @@ def cmd_simulate(args) -> int:
     except scenario.ScenarioError as e:
         print("townsense simulate: %s" % e, file=sys.stderr)
         return 2
+    unknown = [n for n in args.timeline or [] if n not in {s.id for s in sc.nodes}]
+    if unknown:
+        print("townsense simulate: no node %s in %s" % (", ".join(unknown), sc.name), file=sys.stderr)
+        return 2
     if args.broker:
         print("townsense simulate: --broker needs the MQTT transport (telemetry core, issue #3)",
               file=sys.stderr)
@@ -61,6 +84,8 @@ def cmd_simulate(args) -> int:
             for node in sim.nodes:
                 for m in node.messages[: args.messages]:
                     print("%10.1f s  %s  %s" % (m.t_us / 1e6, m.topic, m.payload))
+        for node_id in args.timeline or []:
+            print_timeline(sim.by_id[node_id], sc)
     finally:
         sim.close()
     return 0
@@ -77,6 +102,8 @@ def main(argv=None) -> int:
     s.add_argument("--list", action="store_true", help="name the bundled scenarios")
     s.add_argument("--messages", type=int, default=0, metavar="N",
                    help="also print each node's first N messages")
+    s.add_argument("--timeline", action="append", metavar="NODE",
+                   help="also print each report of NODE (repeatable)")
     s.set_defaults(func=cmd_simulate)
     args = p.parse_args(argv)
     return args.func(args)
