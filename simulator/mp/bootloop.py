@@ -1,46 +1,64 @@
 # What the chip does with its program: boot, run main.py, and handle the ways it stops —
 # deep sleep (RAM gone, RTC memory and flash kept), resets, the watchdog, power cuts (only
 # flash kept). Shared by the CPython engine and the WASI runner: `program` provides reset()
-# (forget the firmware modules: RAM is gone) and run_main() (run main.py from flash).
+# (forget the firmware modules: RAM is gone), run_main() (run main.py from flash) and
+# crashed(exc). One step() is one boot; the WASI runner returns to its top level between
+# steps (the only place its garbage collector may run, see wasiboot.py).
 import simboard
 
 
-def run(board, program, until_us):
-    board.end_at(until_us)
-    try:
-        _run(board, program, until_us)
-    except simboard.SimulationEnd:
-        pass
+class BootLoop:
+    def __init__(self, board, program, until_us):
+        self.board = board
+        self.program = program
+        self.until_us = until_us
+        self.cause = simboard.PWRON_RESET
+        self.pending = None  # (state, microseconds) the board spends before the next boot
+        self.done = False
+        board.end_at(until_us)
 
-
-def _run(board, program, until_us):
-    cause = simboard.PWRON_RESET
-    pending = None  # (state, microseconds) the board spends before the next boot
-    while board.clock.now_us < until_us:
+    def step(self):
+        """Run the next boot (after the sleep or outage before it). False when time is up."""
+        if self.done or self.board.clock.now_us >= self.until_us:
+            self.done = True
+            return False
         try:
-            if pending is not None:
-                state, span = pending
-                pending = None
+            self._boot()
+        except simboard.SimulationEnd:
+            self.done = True
+        return not self.done
+
+    def run(self):
+        while self.step():
+            pass
+
+    def _boot(self):
+        board = self.board
+        program = self.program
+        try:
+            if self.pending is not None:
+                state, span = self.pending
+                self.pending = None
                 board.state = state
                 board.sta_ip = None
-                left = until_us - board.clock.now_us
+                left = self.until_us - board.clock.now_us
                 board.advance(span if 0 <= span <= left else left, state)
                 if state == simboard.DEEP_SLEEP:
                     board.wake_reason = simboard.TIMER_WAKE
             program.reset()
-            board.boot(cause)
+            board.boot(self.cause)
             program.run_main()
             # main.py returned: the board sits at the REPL until something resets it.
-            pending = (simboard.ACTIVE, -1)
-            cause = simboard.SOFT_RESET
+            self.pending = (simboard.ACTIVE, -1)
+            self.cause = simboard.SOFT_RESET
         except simboard.DeepSleep as e:
-            pending = (simboard.DEEP_SLEEP, e.ms * 1000 if e.ms > 0 else -1)
-            cause = simboard.DEEPSLEEP_RESET
+            self.pending = (simboard.DEEP_SLEEP, e.ms * 1000 if e.ms > 0 else -1)
+            self.cause = simboard.DEEPSLEEP_RESET
         except simboard.PowerCut as e:
-            pending = (simboard.OFF, e.ms * 1000)
-            cause = simboard.PWRON_RESET
+            self.pending = (simboard.OFF, e.ms * 1000)
+            self.cause = simboard.PWRON_RESET
         except simboard.Restart as e:
-            cause = e.cause
+            self.cause = e.cause
         except simboard.SimulationEnd:
             raise
         except Exception as e:
@@ -48,5 +66,9 @@ def _run(board, program, until_us):
             # if the firmware started it, resets the board).
             board.print("Traceback: %s: %s" % (type(e).__name__, e))
             program.crashed(e)
-            pending = (simboard.ACTIVE, -1)
-            cause = simboard.SOFT_RESET
+            self.pending = (simboard.ACTIVE, -1)
+            self.cause = simboard.SOFT_RESET
+
+
+def run(board, program, until_us):
+    BootLoop(board, program, until_us).run()
