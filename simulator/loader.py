@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import builtins
 import os
+import select as _select
+import socket as _socket
 import sys
 import types
 from pathlib import Path
@@ -45,6 +47,12 @@ _hostos = types.ModuleType("_hostos")
 for _name in ("listdir", "stat", "remove", "rename", "mkdir", "rmdir"):
     setattr(_hostos, _name, getattr(os, _name))
 _hostos.open = builtins.open
+
+# What the fake `socket` builds on: the host's real TCP sockets and select (not under WASI).
+_hostsocket = types.ModuleType("_hostsocket")
+for _name in ("socket", "getaddrinfo", "timeout", "AF_INET", "SOCK_STREAM"):
+    setattr(_hostsocket, _name, getattr(_socket, _name))
+_hostsocket.select = _select.select
 
 
 def compile_file(path: str) -> types.CodeType:
@@ -166,6 +174,8 @@ class NodeModules:
             mod = simboard
         elif name == "_hostos":
             mod = _hostos
+        elif name == "_hostsocket":
+            mod = _hostsocket
         elif name in PASSTHROUGH or name.split(".")[0] in ("typing", "__future__"):
             # Same behaviour in CPython; typing/__future__ only ever serve annotations.
             __import__(name)
