@@ -91,7 +91,7 @@ class SimNode:
             "type": self.spec.type,
             "board": self.spec.board,
             "readings": len(self.readings()),
-            "reports": len(self.messages),
+            "reports": sum(1 for m in self.messages if m.topic.endswith("/telemetry")),
             "boots": self.board.boots,
             "awake_s": awake / 1e6,
             "mah_per_day": mah_day,

@@ -1,140 +1,373 @@
 # The node lifecycle: boot -> sample -> queue -> report -> sleep.
 #
-# Battery nodes deep-sleep between samples (each wake is a fresh boot; what must outlive it
-# is in RTC memory or on flash). Mains nodes loop, feeding the watchdog. A bad config puts
-# the node in safe mode instead of a crash loop.
+# Battery nodes deep-sleep between samples (each wake is a fresh boot; what must outlive it is
+# in RTC memory or on flash) and open a network session only when a report is due or an alert
+# fires, within a time budget; when the network fails, reports back off exponentially while
+# samples go on into the spool. Mains nodes keep the session open, feed the watchdog and take
+# commands at any time. A bad config, or three crashed boots in a row, put the node in safe
+# mode instead of a crash loop.
 import gc
 import machine
+import random
+import sys
 import time
 
-from telemetry import boardinfo, clock, config, messages, rtcstate, spool, transport, wifi
+from telemetry import boardinfo, clock, commands, config, messages, rtcstate, spool, transport, wifi
+from telemetry import battery as batt
+
+CRASH_LIMIT = 3
+
+
+def _awake_s():
+    # ticks_ms counts from boot on the ESP32 port: seconds awake in this boot (one wake of a
+    # battery node, far below the 12-day wrap; a mains node accumulates with ticks_diff).
+    return time.ticks_diff(time.ticks_ms(), 0) // 1000
+_CAUSES = {machine.PWRON_RESET: "power_on", machine.HARD_RESET: "hard", machine.WDT_RESET: "wdt",
+           machine.DEEPSLEEP_RESET: "deep_sleep", machine.SOFT_RESET: "soft"}
+_POLL_MS = 300  # how long a sleepy node listens for queued commands after connecting
 
 
 class Context:
-    """What a node type's app may use: the config, the board profile and its pins."""
+    """What a node type's app may use: the config, the board profile and its pins, and
+    event() to raise an alert (it goes out at once)."""
 
-    def __init__(self, cfg, prof, wakes):
-        self.cfg = cfg
-        self.prof = prof
-        self.pins = boardinfo.pins(prof, cfg["type"])
-        self.wakes = wakes
+    def __init__(self, node):
+        self.cfg = node.cfg
+        self.prof = node.prof
+        self.pins = boardinfo.pins(node.prof, node.cfg["type"])
+        self.wakes = node.rs["w"]
+        self.state = node.rs  # small per-app state kept in RTC memory (key "a")
+        self.event = node.event
 
 
 class Node:
-    def __init__(self, cfg, prof):
+    def __init__(self, cfg, prof, rs, battery):
         self.cfg = cfg
         self.prof = prof
-        self.rs = rtcstate.load()
-        self.rs["w"] = self.rs.get("w", 0) + 1
+        self.rs = rs
+        self.battery = battery
+        rs["w"] = rs.get("w", 0) + 1
+        rs["crash"] = rs.get("crash", 0)
         self.spool = spool.Spool(cfg["spool_bytes"]).open()
+        self.tx = transport.make(cfg, self._on_message)
+        self.acks = []
+        self.after = None  # "reboot" once the session is closed
+        self.report_now = False
+        self.wifi_ms = None
+        self.wlan = None
         mod = __import__("nodes." + cfg["type"])
-        self.app = getattr(mod, cfg["type"]).setup(Context(cfg, prof, self.rs["w"]))
-        self.tx = transport.PrintTransport()
+        self.app = getattr(mod, cfg["type"]).setup(Context(self))
+
+    # ---- readings and events -------------------------------------------------------------
+    def _stamp(self, r):
+        r["ts"] = clock.now()
+        if not clock.synced():
+            r["u"] = 1
+        return r
 
     def take_sample(self):
         r = self.app.sample()
         if r is None:
             return None
-        r["ts"] = clock.now()
-        if not clock.synced():
-            r["u"] = 1
-        return self.spool.accept(r)
+        return self.spool.accept(self._stamp(r))
 
-    def report(self):
-        """Connect, set the clock if needed, send what the spool holds. True when all sent."""
+    def event(self, name, level, data=None):
+        """Raise an alert: spooled like a reading (same seq counter), sent at once."""
+        self.spool.accept(self._stamp({"event": name, "level": level, "data": data or {}}))
+        self.report_now = True
+
+    # ---- the network session -----------------------------------------------------------------
+    def connect(self):
+        """Wi-Fi, clock, broker. True when the broker has us."""
         cfg = self.cfg
-        wlan = None
         if cfg["wifi"]:
-            wlan = wifi.connect(cfg["wifi"])
-            if wlan is None:
-                print("report: Wi-Fi did not connect; readings stay in the spool")
+            start = time.ticks_ms()
+            self.wlan = wifi.connect(cfg["wifi"], self.rs, self.battery)
+            if self.wlan is None:
+                print("network: Wi-Fi did not connect; readings stay in the spool")
                 return False
-            if not clock.synced():
-                before = clock.now()
-                if clock.sync(cfg["ntp_host"]):
-                    self.rs["off"] = clock.now() - before
-        ok = self.tx.open(cfg)
-        while ok and self.spool.count > 0:
+            self.wifi_ms = time.ticks_diff(time.ticks_ms(), start)
+            self.sync_clock()
+        will = (messages.topic(cfg, "status"), messages.status(cfg, "offline"), 1, True)
+        if not self.tx.open(will):
+            print("network: broker unreachable:", getattr(self.tx, "error", None))
+            return False
+        commands.trial_passed()
+        if cfg["ha"] and not self.rs.get("ha"):
+            fields = getattr(self.app, "HA_FIELDS", ())
+            for t, p in messages.ha_discovery(cfg, fields):
+                self.tx.publish(t, p, 1, True)
+            self.rs["ha"] = 1
+        return True
+
+    def sync_clock(self):
+        """NTP at the first connect of a power-on and then daily."""
+        now = clock.now()
+        if clock.synced() and now - self.rs.get("ntp", 0) < 86400:
+            return
+        was_synced = clock.synced()
+        if clock.sync(self.cfg["ntp_host"]):
+            if not was_synced:
+                self.rs["off"] = clock.now() - now  # stamps the readings taken before
+            self.rs["ntp"] = clock.now()
+
+    def deliver(self):
+        """Send what the spool holds: events one by one, readings in batches. A record leaves
+        the spool only once the broker acknowledged it. True when all went out."""
+        cfg = self.cfg
+        off = self.rs.get("off")
+        while self.spool.count > 0:
             batch = self.spool.pending(cfg["batch"])
             if not batch:
                 break
-            payload = messages.telemetry(cfg, [p for _, p in batch], self.rs.get("off"))
-            ok = self.tx.publish(messages.topic(cfg, "telemetry"), payload, 1, False)
+            readings = []  # type: list[bytes]
+            upto = None
+            for end, p in batch:
+                if b'"event"' in p:
+                    if readings:
+                        break  # send the readings before it first, in seq order
+                    if not self.tx.publish(messages.topic(cfg, "event"), messages.event(cfg, p, off), 1):
+                        return False
+                    upto = end
+                    break
+                readings.append(p)
+                upto = end
+            if readings:
+                msg = messages.telemetry(cfg, readings, off)
+                if not self.tx.publish(messages.topic(cfg, "telemetry"), msg, 1):
+                    return False
+            self.spool.ack(upto)
+        return True
+
+    def health(self):
+        rssi = wifi.rssi(self.wlan) if self.wlan is not None else None
+        f = {"ts": clock.now(), "batt_mv": batt.millivolts(self.prof), "rssi": rssi,
+             "heap_free": gc.mem_free(), "reset": _CAUSES.get(machine.reset_cause(), "unknown"),
+             "uptime_s": self.rs.get("up", 0) + (_awake_s() if self.battery else 0), "boots": self.rs["w"],
+             "spool": self.spool.count, "dropped": self.spool.dropped,
+             "crashes": self.rs.get("crashes", 0), "wifi_ms": self.wifi_ms}
+        self.tx.publish(messages.topic(self.cfg, "health"), messages.health(self.cfg, f), 0)
+
+    def listen(self, ms):
+        """Take commands for up to ms, then send their acks."""
+        handled = self.tx.poll(ms)
+        while handled and len(self.acks) < 20:
+            handled = self.tx.poll(50)
+        self.flush_acks()
+
+    def flush_acks(self):
+        while self.acks:
+            self.tx.publish(messages.topic(self.cfg, "ack"), self.acks.pop(0), 1)
+
+    def _on_message(self, topic, payload, retain):
+        cfg = self.cfg
+        try:
+            cid, cmd, args = commands.parse(payload)
+        except ValueError as e:
+            self.acks.append(messages.ack(cfg, None, None, False, clock.now(), str(e)))
+            return
+        ok, error, result = True, None, None
+        if cmd == "ping":
+            result = {"uptime_s": self.rs.get("up", 0) + (_awake_s() if self.battery else 0),
+                      "seq": self.spool.next_seq}
+        elif cmd == "reboot":
+            self.after = "reboot"
+        elif cmd == "sample":
+            result = {"seq": self.take_sample()}
+            self.report_now = True
+        elif cmd == "spool":
+            if args.get("action", "info") == "flush":
+                self.report_now = True
+            result = {"count": self.spool.count, "dropped": self.spool.dropped, "next_seq": self.spool.next_seq}
+        elif cmd == "config":
+            error = commands.apply_config_patch(args)
+            ok = error is None
             if ok:
-                self.spool.ack(batch[-1][0])
-        self.tx.close()
-        if wlan is not None:
+                self.after = "reboot"  # the new config applies from the next boot
+        elif hasattr(self.app, "command"):
+            ok, error, result = self.app.command(cmd, args)
+        else:
+            ok, error = False, "unknown command %r" % cmd
+        self.acks.append(messages.ack(cfg, cid, cmd, ok, clock.now(), error, result))
+
+    def close(self, status):
+        if self.tx.connected:
+            self.tx.publish(messages.topic(self.cfg, "status"), status, 1, True)
+            self.tx.close(True)
+        if self.wlan is not None:
             wifi.off()
-        return ok
+            self.wlan = None
+
+    # ---- battery: one wake ---------------------------------------------------------------------
+    def report_interval(self):
+        fails = self.rs.get("fail", 0)
+        if not fails:
+            return self.cfg["report_s"]
+        # back off: double per failed attempt, capped, with jitter so a town's nodes spread out
+        s = min(self.cfg["report_s"] << min(fails, 16), self.cfg["backoff_max_s"])
+        return s - random.getrandbits(8) * s // 2560
 
     def wake_cycle(self):
-        """One wake of a battery node; ends in deep sleep."""
-        wdt = machine.WDT(timeout=self.cfg["wdt_s"] * 1000)
+        cfg = self.cfg
+        wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
         self.take_sample()
         n = self.rs.get("n", 0) + 1
-        # Report when the interval is up, and at once after a power-on (no RTC state).
-        if n * self.cfg["sample_s"] >= self.cfg["report_s"] or "n" not in self.rs:
-            self.report()
+        # After a power-on (no RTC state) report at once: the node announces itself.
+        if n * cfg["sample_s"] >= self.report_interval() or "n" not in self.rs or self.report_now:
             n = 0
+            self.session()
         self.rs["n"] = n
-        rtcstate.save(self.rs)
         wdt.feed()
+        self.rs["crash"] = 0  # this boot did not crash
+        if self.after == "reboot":
+            rtcstate.save(self.rs)
+            machine.reset()
         # ticks_ms counts from boot on the ESP32 port (esp_timer), so it is the whole wake,
         # boot included: subtracting it keeps the samples on a fixed cadence.
-        awake = time.ticks_ms()
-        machine.deepsleep(max(1000, self.cfg["sample_s"] * 1000 - awake))
+        awake_ms = time.ticks_diff(time.ticks_ms(), 0)
+        sleep_ms = max(1000, cfg["sample_s"] * 1000 - awake_ms)
+        self.rs["up"] = self.rs.get("up", 0) + (awake_ms + sleep_ms) // 1000
+        rtcstate.save(self.rs)
+        machine.deepsleep(sleep_ms)
 
+    def session(self):
+        """One report of a sleepy node, bounded by net_budget_s."""
+        cfg = self.cfg
+        if self.connect():
+            self.rs["fail"] = 0
+            self.deliver()
+            self.health()
+            self.listen(_POLL_MS)
+            if self.report_now:
+                self.report_now = False
+                self.deliver()
+            nxt = clock.now() + self.report_interval()
+            self.close(messages.status(cfg, "sleeping", clock.now(), nxt))
+        else:
+            self.rs["fail"] = self.rs.get("fail", 0) + 1
+            self.close(None)
+            if commands.trial_failed():
+                self.after = "reboot"
+
+    # ---- mains: the loop ---------------------------------------------------------------------
     def run_forever(self):
-        """A mains node: sample and report on schedule, never sleeping deeper than idle."""
-        wdt = machine.WDT(timeout=self.cfg["wdt_s"] * 1000)
-        feed_ms = self.cfg["wdt_s"] * 500
-        next_sample = time.ticks_ms()
-        last_report = None
+        cfg = self.cfg
+        wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
+        feed_ms = cfg["wdt_s"] * 500
+        now = time.ticks_ms()
+        next_sample = now
+        next_report = now
+        next_try = now
+        last = now
+        fails = 0
         while True:
             now = time.ticks_ms()
+            gone = time.ticks_diff(now, last)
+            self.rs["up"] = self.rs.get("up", 0) + gone // 1000
+            last = time.ticks_add(now, -(gone % 1000))  # keep the remainder: no drift
             if time.ticks_diff(now, next_sample) >= 0:
                 self.take_sample()
-                next_sample = time.ticks_add(next_sample, self.cfg["sample_s"] * 1000)
-                if last_report is None or time.ticks_diff(now, last_report) >= self.cfg["report_s"] * 1000:
-                    self.report()
-                    last_report = now
-                gc.collect()
+                next_sample = time.ticks_add(next_sample, cfg["sample_s"] * 1000)
+            if not self.tx.connected and time.ticks_diff(now, next_try) >= 0:
+                if self.connect():
+                    fails = 0
+                    self.tx.publish(messages.topic(cfg, "status"), messages.status(cfg, "online", clock.now()), 1, True)
+                else:
+                    fails += 1
+                    self.close(None)
+                    if commands.trial_failed():
+                        machine.reset()
+                    back = min(5000 << min(fails, 16), cfg["backoff_max_s"] * 1000)
+                    next_try = time.ticks_add(now, back - random.getrandbits(8) * back // 2560)
+            if self.tx.connected and (time.ticks_diff(now, next_report) >= 0 or self.report_now):
+                self.report_now = False
+                if self.deliver():
+                    self.health()
+                next_report = time.ticks_add(now, cfg["report_s"] * 1000)
+                if self.wlan is not None:
+                    self.sync_clock()
+            self.rs["crash"] = 0
+            rtcstate.save(self.rs)
             wdt.feed()
-            wait = time.ticks_diff(next_sample, time.ticks_ms())
-            time.sleep_ms(max(0, min(wait, feed_ms)))
+            gc.collect()
+            wait = min(time.ticks_diff(next_sample, time.ticks_ms()), feed_ms)
+            if self.tx.connected:
+                self.listen(max(0, wait))
+            else:
+                time.sleep_ms(max(0, wait))
+            if self.after == "reboot":
+                self.close(messages.status(cfg, "offline", clock.now(), None, "reboot"))
+                machine.reset()
 
 
 def battery_powered(cfg, prof):
     return (cfg["power"] or prof.get("power_supply")) == "battery"
 
 
-def safe_mode(err, prof):
-    """Keep the node reachable (USB REPL, and the network once issue #3's commands land) and
-    wait for a fixed config.json; never raise, never reboot in a loop."""
+def safe_mode(err, prof, cfg=None, rs=None):
+    """Keep the node reachable and wait for a fix; never raise, never reboot in a loop.
+    With a valid config (a crash loop) it also connects, says why on its status topic and
+    takes commands (reboot clears the crash count, config patches it)."""
     print("SAFE MODE:", err)
     battery = prof.get("power_supply") == "battery"
     # After a power-on or reset an installer is likely at hand: stay awake a while. A wake
     # from deep sleep only checks briefly, so a misconfigured battery node lasts for months.
     awake_ms = 600000 if machine.reset_cause() != machine.DEEPSLEEP_RESET else 5000
+    node = None
+    if cfg is not None and rs is not None:
+        try:
+            node = Node(cfg, prof, rs, battery)
+            if node.connect():
+                node.tx.publish(messages.topic(cfg, "status"),
+                                messages.status(cfg, "safe_mode", clock.now(), None, err), 1, True)
+                node.health()
+        except Exception as e:
+            print("SAFE MODE: cannot report:", repr(e))
+            node = None
     start = time.ticks_ms()
     while True:
-        time.sleep_ms(min(5000, awake_ms))
-        cfg, err2 = config.load()
-        if err2 is None:
-            print("SAFE MODE: config.json is valid again; restarting")
-            machine.reset()
+        if node is not None and node.tx.connected:
+            node.listen(5000)
+            if node.after == "reboot":
+                rs["crash"] = 0
+                rtcstate.save(rs)
+                node.close(messages.status(cfg, "offline", clock.now(), None, "reboot"))
+                machine.reset()
+        else:
+            time.sleep_ms(min(5000, awake_ms))
+        if cfg is None:
+            cfg2, err2 = config.load()
+            if err2 is None:
+                print("SAFE MODE: config.json is valid again; restarting")
+                machine.reset()
         if battery and time.ticks_diff(time.ticks_ms(), start) >= awake_ms:
+            if node is not None:
+                node.close(messages.status(cfg, "safe_mode", clock.now(), clock.now() + 21600, err))
             machine.deepsleep(6 * 3600 * 1000)
 
 
 def main():
     prof = boardinfo.load()
+    rs = rtcstate.load()
     cfg, err = config.load()
     if err is not None:
         safe_mode(err, prof)
         return
-    node = Node(cfg, prof)
-    if battery_powered(cfg, prof):
-        node.wake_cycle()
-    else:
-        node.run_forever()
+    if rs.get("crash", 0) >= CRASH_LIMIT:
+        safe_mode("crashed %d boots in a row" % rs["crash"], prof, cfg, rs)
+        return
+    battery = battery_powered(cfg, prof)
+    try:
+        node = Node(cfg, prof, rs, battery)
+        if battery:
+            node.wake_cycle()
+        else:
+            node.run_forever()
+    except Exception as e:
+        # Count the crash in RTC memory (it survives the reset), then restart.
+        rs["crash"] = rs.get("crash", 0) + 1
+        rs["crashes"] = rs.get("crashes", 0) + 1
+        rtcstate.save(rs)
+        print("CRASH:", repr(e))
+        sys.print_exception(e)
+        machine.reset()

@@ -10,19 +10,77 @@ def topic(cfg, leaf):
     return "%s/%s/%s" % (cfg["prefix"], cfg["node_id"], leaf)
 
 
+def stamp(p, sync_off):
+    """A spooled record (bytes of JSON). Records taken before the clock was set carry "u": 1;
+    they are stamped here when the offset the NTP sync found is known (same power-on), and
+    stay flagged otherwise."""
+    if sync_off is None or b'"u"' not in p:
+        return p
+    r = json.loads(p)
+    if r.get("u") and r.get("ts") is not None:
+        r["ts"] = r["ts"] + sync_off
+        del r["u"]
+    return json.dumps(r).encode()
+
+
+def _head(cfg):
+    return '{"v":%d,"node":%s,"type":%s' % (V, json.dumps(cfg["node_id"]), json.dumps(cfg["type"]))
+
+
 def telemetry(cfg, payloads, sync_off):
-    """One telemetry message from spooled reading payloads (bytes of JSON). Readings taken
-    before the clock was set carry "u": 1; they are stamped here when the offset the NTP
-    sync found is known (same power-on), and stay flagged otherwise."""
-    parts = []
-    for p in payloads:
-        if sync_off is not None and b'"u"' in p:
-            r = json.loads(p)
-            if r.get("u") and r.get("ts") is not None:
-                r["ts"] = r["ts"] + sync_off
-                del r["u"]
-            p = json.dumps(r).encode()
-        parts.append(p)
-    head = '{"v":%d,"node":%s,"type":%s,"fw":%s,"r":[' % (
-        V, json.dumps(cfg["node_id"]), json.dumps(cfg["type"]), json.dumps(VERSION))
-    return head.encode() + b",".join(parts) + b"]}"
+    """One telemetry message from spooled reading payloads."""
+    parts = [stamp(p, sync_off) for p in payloads]
+    return (_head(cfg) + ',"fw":%s,"r":[' % json.dumps(VERSION)).encode() + b",".join(parts) + b"]}"
+
+
+def event(cfg, payload, sync_off):
+    """An event record from the spool ({"seq","ts","event","level","data"}) as its message."""
+    return _head(cfg).encode() + b"," + stamp(payload, sync_off)[1:]
+
+
+def health(cfg, fields):
+    d = {"v": V, "node": cfg["node_id"], "fw": VERSION}
+    for k in fields:
+        d[k] = fields[k]
+    return json.dumps(d)
+
+
+def status(cfg, state, ts=None, next_ts=None, reason=None):
+    d = {"v": V, "node": cfg["node_id"], "state": state}
+    if ts is not None:
+        d["ts"] = ts
+    if next_ts is not None:
+        d["next"] = next_ts
+    if reason is not None:
+        d["reason"] = reason
+    return json.dumps(d)
+
+
+def ack(cfg, cmd_id, cmd, ok, ts, error=None, result=None):
+    d = {"v": V, "node": cfg["node_id"], "id": cmd_id, "cmd": cmd, "ok": ok, "ts": ts}
+    if error is not None:
+        d["error"] = error
+    if result is not None:
+        d["result"] = result
+    return json.dumps(d)
+
+
+def ha_discovery(cfg, fields):
+    """Home Assistant MQTT discovery (retained configs): one sensor per reading field.
+    fields: [(key, unit, device_class)]."""
+    node = cfg["node_id"]
+    out = []
+    for key, unit, dclass in fields:
+        uid = "townsense_%s_%s" % (node, key)
+        conf = {"name": key, "unique_id": uid, "state_topic": topic(cfg, "telemetry"),
+                "value_template": "{{ value_json.r[-1].%s }}" % key,
+                "availability_topic": topic(cfg, "status"),
+                "availability_template": "{{ 'online' if value_json.state in ['online', 'sleeping'] else 'offline' }}",
+                "device": {"identifiers": ["townsense_" + node], "name": node, "manufacturer": "TownSense",
+                           "model": cfg["type"], "sw_version": VERSION}}
+        if unit:
+            conf["unit_of_measurement"] = unit
+        if dclass:
+            conf["device_class"] = dclass
+        out.append(("homeassistant/sensor/%s/config" % uid, json.dumps(conf)))
+    return out
