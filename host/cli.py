@@ -41,6 +41,8 @@ def print_timeline(node, scenario, out=None) -> None:
         body = json.loads(m.payload)
         seqs = [r["seq"] for r in body.get("r", [])]
         h = m.t_us / 3.6e9
+        if not m.topic.endswith("/telemetry"):
+            continue
         print("  %02d:%02d  %-10s %2d readings  seq %s" % (
             int(h), int(h * 60) % 60, m.topic.rsplit("/", 1)[-1], len(seqs),
             "%d-%d" % (seqs[0], seqs[-1]) if seqs else "-"), file=out)
@@ -70,12 +72,30 @@ def cmd_simulate(args) -> int:
     if unknown:
         print("townsense simulate: no node %s in %s" % (", ".join(unknown), sc.name), file=sys.stderr)
         return 2
-    if args.broker:
-        print("townsense simulate: --broker needs the MQTT transport (telemetry core, issue #3)",
-              file=sys.stderr)
-        return 2
+    from simulator import broker as brokers
+
+    embedded = None
+    broker = None
+    if args.broker == "embedded":
+        import logging
+
+        embedded = brokers.EmbeddedBroker(log_level=logging.ERROR).start()
+        broker = (embedded.host, embedded.port)
+        print("embedded MQTT broker at %s" % embedded.url)
+    elif args.broker:
+        try:
+            broker = brokers.parse_url(args.broker)
+        except ValueError as e:
+            print("townsense simulate: %s" % e, file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
-    sim = engine.Simulation(sc)
+    try:
+        sim = engine.Simulation(sc, broker=broker)
+    except (OSError, RuntimeError) as e:
+        print("townsense simulate: broker %s:%d: %s" % (broker[0], broker[1], e), file=sys.stderr)
+        if embedded:
+            embedded.stop()
+        return 2
     try:
         rows = sim.run()
         wall = time.perf_counter() - t0
@@ -88,6 +108,8 @@ def cmd_simulate(args) -> int:
             print_timeline(sim.by_id[node_id], sc)
     finally:
         sim.close()
+        if embedded:
+            embedded.stop()
     return 0
 
 
@@ -98,7 +120,8 @@ def main(argv=None) -> int:
     s.add_argument("scenario", nargs="?", help="a scenario file, or the name of a bundled scenario")
     s.add_argument("--hours", type=float, help="virtual hours to run (default: the scenario's)")
     s.add_argument("--seed", type=int, help="random seed (default: the scenario's)")
-    s.add_argument("--broker", help="mqtt://HOST:PORT to publish to")
+    s.add_argument("--broker", help="mqtt://HOST:PORT to publish to through the firmware's MQTT client, "
+                                    "or 'embedded' for an in-process broker")
     s.add_argument("--list", action="store_true", help="name the bundled scenarios")
     s.add_argument("--messages", type=int, default=0, metavar="N",
                    help="also print each node's first N messages")

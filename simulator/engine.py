@@ -102,8 +102,15 @@ class SimNode:
 
 class Simulation:
     def __init__(self, scenario: Scenario, workdir: Path | None = None, keep: bool = False,
-                 only: set[str] | None = None):
-        """only: run just these node ids (a shard); seeds still follow the whole scenario."""
+                 only: set[str] | None = None, broker: tuple[str, int] | None = None):
+        """only: run just these node ids (a shard); seeds still follow the whole scenario.
+        broker: (host, port) of a real MQTT broker: every node's config gets it, the nodes
+        publish there through the firmware's own client, and a subscriber here records what
+        arrives (instead of the console lines of the offline transport)."""
+        self.broker = broker
+        if broker is not None:
+            for spec in scenario.nodes:
+                spec.config = dict(spec.config, mqtt=dict(spec.config.get("mqtt") or {}, host=broker[0], port=broker[1]))
         self.scenario = scenario
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="townsense-sim-", dir=_scratch_dir()))
@@ -117,6 +124,7 @@ class Simulation:
         self.by_id = {n.id: n for n in self.nodes}
         self.now_us = 0
         self._schedule_faults()
+        self.tap = BrokerTap(self, broker) if broker is not None else None
 
     # ---- faults ----------------------------------------------------------------------------
     def _schedule_faults(self) -> None:
@@ -156,11 +164,53 @@ class Simulation:
             for node in self.nodes:
                 node.board.clock.hook = None
                 node.glet = None
+            if self.tap is not None:
+                self.tap.stop()
         return [n.summary(until) for n in self.nodes]
 
     def close(self) -> None:
         if self._own_dir and not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class BrokerTap:
+    """A paho-mqtt subscriber to everything under the nodes' prefixes: what reached the broker
+    is what the town would see. Arrival times are the scheduler's sim time at arrival."""
+
+    def __init__(self, sim: "Simulation", broker: tuple[str, int]):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.sim = sim
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="townsense-sim-tap-%x" % id(self))
+        self.client.on_connect = lambda c, u, f, rc, p=None: self._subscribe()
+        self.client.on_subscribe = lambda *a: self.ready.set()
+        self.client.on_message = self._message
+        self.client.connect(broker[0], broker[1], keepalive=60)
+        self.client.loop_start()
+        if not self.ready.wait(10):
+            raise RuntimeError("cannot subscribe at the broker %s:%d" % broker)
+
+    def _subscribe(self):
+        prefixes = {n.spec.config.get("prefix", "townsense") for n in self.sim.nodes}
+        self.client.subscribe([(p + "/#", 1) for p in sorted(prefixes)])
+
+    def _message(self, client, userdata, msg):
+        if msg.retain:
+            return  # a retained copy of an earlier message, not something sent now
+        parts = msg.topic.split("/")
+        node = self.sim.by_id.get(parts[-2]) if len(parts) >= 3 else None
+        if node is not None:
+            node.messages.append(Message(self.sim.now_us, msg.topic, msg.payload.decode("utf-8", "replace")))
+
+    def stop(self):
+        import time
+
+        time.sleep(0.3)  # the last PUBLISHes are on their way
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def _scratch_dir() -> str | None:
@@ -182,8 +232,8 @@ def _fill_flash(board, free_bytes: int) -> None:
 
 
 def _run_shard(args) -> tuple[list[dict], dict[str, list[Message]]]:
-    scenario, ids = args
-    sim = Simulation(scenario, only=set(ids))
+    scenario, ids = args[:2]
+    sim = Simulation(scenario, only=set(ids), broker=args[2] if len(args) > 2 else None)
     try:
         rows = sim.run()
         return rows, {n.id: n.messages for n in sim.nodes}

@@ -14,6 +14,7 @@ import os
 import select as _select
 import socket as _socket
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -50,9 +51,10 @@ _hostos.open = builtins.open
 
 # What the fake `socket` builds on: the host's real TCP sockets and select (not under WASI).
 _hostsocket = types.ModuleType("_hostsocket")
-for _name in ("socket", "getaddrinfo", "timeout", "AF_INET", "SOCK_STREAM"):
+for _name in ("socket", "getaddrinfo", "timeout", "AF_INET", "SOCK_STREAM", "IPPROTO_TCP", "TCP_NODELAY"):
     setattr(_hostsocket, _name, getattr(_socket, _name))
 _hostsocket.select = _select.select
+_hostsocket.monotonic = time.monotonic
 
 
 def compile_file(path: str) -> types.CodeType:

@@ -80,8 +80,19 @@ def _latency_us():
     return int(getattr(_board, "net_latency_us", 5000))
 
 
-def _cap_s():
-    return getattr(_board, "net_wall_cap_ms", 300) / 1000
+_lat = [0.002]  # running estimate of the host round trip (s): adapts the wall-clock waits
+
+
+def _cap_s(expect):
+    # Waiting for the answer to something we sent: give the broker time, 20 round trips as
+    # this run has seen them (a QoS 0 publish expects nothing, and must not cost the whole
+    # cap), within net_wall_cap_ms. Idle listening (nothing sent since the last read): only
+    # what already came in counts, or a day of a mains node listening for commands would
+    # cost hours of wall time.
+    if expect:
+        hi = getattr(_board, "net_wall_cap_ms", 300) / 1000
+        return min(hi, max(0.005, 20 * _lat[0]))
+    return getattr(_board, "net_idle_cap_ms", 2) / 1000
 
 
 def _airtime_us(n):
@@ -124,6 +135,7 @@ class socket:
         self._err = 0  # set when the connection was aborted or reset
         self._closed = False
         self._due = 0  # sim time (us) an answer to the last send can be back
+        self._expect = False  # something was sent and its answer not yet read
 
     def settimeout(self, value):
         self._t = None if value is None else float(value)
@@ -140,7 +152,10 @@ class socket:
             raise OSError(errno.EHOSTUNREACH)
         t = self._t
         h = _host.socket(_host.AF_INET, _host.SOCK_STREAM)
-        cap = _cap_s()
+        # Small writes go out at once (no Nagle wait for the previous ACK): the latency that
+        # counts is the modelled one, in virtual time.
+        h.setsockopt(_host.IPPROTO_TCP, _host.TCP_NODELAY, 1)
+        cap = _cap_s(True)
         h.settimeout(cap if t is None or t > cap or t <= 0 else t)
         try:
             h.connect((address[0], address[1]))
@@ -188,6 +203,7 @@ class socket:
             self._abort(errno.ECONNRESET)
         _board.advance(_airtime_us(n), simboard.WIFI_TX)
         self._due = _board.now_us() + 2 * _latency_us()
+        self._expect = True
         return n
 
     def send(self, bytes):
@@ -211,10 +227,15 @@ class socket:
             return b""
         h = self._conn()
         t = self._t
-        cap = _cap_s()
+        cap = _cap_s(self._expect)
+        clock = getattr(_host, "monotonic", None)
+        t0 = clock() if clock is not None else 0
         if not _host.select([h], [], [], cap if t is None or t > cap else t)[0]:
-            _board.advance(int((_BLOCKED_S if t is None else t) * 1000000), simboard.WIFI_RX)
+            # nothing came: the radio idles (modem sleep) through the timeout, receiving nothing
+            _board.advance(int((_BLOCKED_S if t is None else t) * 1000000))
             return None
+        if clock is not None and self._expect:
+            _lat[0] = 0.9 * _lat[0] + 0.1 * (clock() - t0)
         try:
             data = h.recv(_CHUNK)
         except OSError:
@@ -227,6 +248,7 @@ class socket:
             _board.advance(wait, simboard.WIFI_RX)
             return b""
         _board.advance(wait + _airtime_us(len(data)), simboard.WIFI_RX)
+        self._expect = False
         self._rx = data[n:]
         return data[:n]
 

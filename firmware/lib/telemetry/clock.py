@@ -24,3 +24,11 @@ def sync(host):
         return True
     except Exception:
         return False
+
+
+def stamp(d):
+    """Put the time in a message dict; flag it ("u": 1) while the clock was never set."""
+    d["ts"] = now()
+    if not synced():
+        d["u"] = 1
+    return d

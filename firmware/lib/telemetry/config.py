@@ -77,7 +77,7 @@ def check(obj, schema, where=""):
         v = obj[key]
         t = spec[T]
         if v is None and not spec[REQ]:
-            out[key] = None
+            out[key] = spec[DEF]  # null means "the default", never a None where a value belongs
             continue
         if not _type_ok(t, v):
             raise ConfigError("field '%s': expected %s, got %r" % (name, _NAMES[t], v))

@@ -7,6 +7,7 @@
 # commands at any time. A bad config, or three crashed boots in a row, put the node in safe
 # mode instead of a crash loop.
 import gc
+import json
 import machine
 import random
 import sys
@@ -49,6 +50,8 @@ class Node:
         rs["w"] = rs.get("w", 0) + 1
         rs["crash"] = rs.get("crash", 0)
         self.spool = spool.Spool(cfg["spool_bytes"]).open()
+        if "p" not in rs:
+            rs["p"] = self.spool.next_seq  # first seq of this power-on (see messages.stamp)
         self.tx = transport.make(cfg, self._on_message)
         self.acks = []
         self.after = None  # "reboot" once the session is closed
@@ -116,6 +119,7 @@ class Node:
         the spool only once the broker acknowledged it. True when all went out."""
         cfg = self.cfg
         off = self.rs.get("off")
+        sync = (off, self.rs.get("p", 0)) if off is not None else None
         while self.spool.count > 0:
             batch = self.spool.pending(cfg["batch"])
             if not batch:
@@ -123,17 +127,17 @@ class Node:
             readings = []  # type: list[bytes]
             upto = None
             for end, p in batch:
-                if b'"event"' in p:
+                if b'"event"' in p and "event" in json.loads(p):  # cheap test first
                     if readings:
                         break  # send the readings before it first, in seq order
-                    if not self.tx.publish(messages.topic(cfg, "event"), messages.event(cfg, p, off), 1):
+                    if not self.tx.publish(messages.topic(cfg, "event"), messages.event(cfg, p, sync), 1):
                         return False
                     upto = end
                     break
                 readings.append(p)
                 upto = end
             if readings:
-                msg = messages.telemetry(cfg, readings, off)
+                msg = messages.telemetry(cfg, readings, sync)
                 if not self.tx.publish(messages.topic(cfg, "telemetry"), msg, 1):
                     return False
             self.spool.ack(upto)
@@ -141,7 +145,7 @@ class Node:
 
     def health(self):
         rssi = wifi.rssi(self.wlan) if self.wlan is not None else None
-        f = {"ts": clock.now(), "batt_mv": batt.millivolts(self.prof), "rssi": rssi,
+        f = {"batt_mv": batt.millivolts(self.prof), "rssi": rssi,
              "heap_free": gc.mem_free(), "reset": _CAUSES.get(machine.reset_cause(), "unknown"),
              "uptime_s": self.rs.get("up", 0) + (_awake_s() if self.battery else 0), "boots": self.rs["w"],
              "spool": self.spool.count, "dropped": self.spool.dropped,
@@ -164,7 +168,7 @@ class Node:
         try:
             cid, cmd, args = commands.parse(payload)
         except ValueError as e:
-            self.acks.append(messages.ack(cfg, None, None, False, clock.now(), str(e)))
+            self.acks.append(messages.ack(cfg, None, None, False, str(e)))
             return
         ok, error, result = True, None, None
         if cmd == "ping":
@@ -188,7 +192,7 @@ class Node:
             ok, error, result = self.app.command(cmd, args)
         else:
             ok, error = False, "unknown command %r" % cmd
-        self.acks.append(messages.ack(cfg, cid, cmd, ok, clock.now(), error, result))
+        self.acks.append(messages.ack(cfg, cid, cmd, ok, error, result))
 
     def close(self, status):
         if self.tx.connected:
@@ -242,7 +246,7 @@ class Node:
                 self.report_now = False
                 self.deliver()
             nxt = clock.now() + self.report_interval()
-            self.close(messages.status(cfg, "sleeping", clock.now(), nxt))
+            self.close(messages.status(cfg, "sleeping", True, nxt))
         else:
             self.rs["fail"] = self.rs.get("fail", 0) + 1
             self.close(None)
@@ -271,7 +275,7 @@ class Node:
             if not self.tx.connected and time.ticks_diff(now, next_try) >= 0:
                 if self.connect():
                     fails = 0
-                    self.tx.publish(messages.topic(cfg, "status"), messages.status(cfg, "online", clock.now()), 1, True)
+                    self.tx.publish(messages.topic(cfg, "status"), messages.status(cfg, "online", True), 1, True)
                 else:
                     fails += 1
                     self.close(None)
@@ -296,7 +300,7 @@ class Node:
             else:
                 time.sleep_ms(max(0, wait))
             if self.after == "reboot":
-                self.close(messages.status(cfg, "offline", clock.now(), None, "reboot"))
+                self.close(messages.status(cfg, "offline", True, None, "reboot"))
                 machine.reset()
 
 
@@ -319,7 +323,7 @@ def safe_mode(err, prof, cfg=None, rs=None):
             node = Node(cfg, prof, rs, battery)
             if node.connect():
                 node.tx.publish(messages.topic(cfg, "status"),
-                                messages.status(cfg, "safe_mode", clock.now(), None, err), 1, True)
+                                messages.status(cfg, "safe_mode", True, None, err), 1, True)
                 node.health()
         except Exception as e:
             print("SAFE MODE: cannot report:", repr(e))
@@ -331,7 +335,7 @@ def safe_mode(err, prof, cfg=None, rs=None):
             if node.after == "reboot":
                 rs["crash"] = 0
                 rtcstate.save(rs)
-                node.close(messages.status(cfg, "offline", clock.now(), None, "reboot"))
+                node.close(messages.status(cfg, "offline", True, None, "reboot"))
                 machine.reset()
         else:
             time.sleep_ms(min(5000, awake_ms))
@@ -342,7 +346,7 @@ def safe_mode(err, prof, cfg=None, rs=None):
                 machine.reset()
         if battery and time.ticks_diff(time.ticks_ms(), start) >= awake_ms:
             if node is not None:
-                node.close(messages.status(cfg, "safe_mode", clock.now(), clock.now() + 21600, err))
+                node.close(messages.status(cfg, "safe_mode", True, clock.now() + 21600, err))
             machine.deepsleep(6 * 3600 * 1000)
 
 
