@@ -6,6 +6,9 @@ from telemetry import battery
 
 
 class App:
+    # Home Assistant discovery (config "ha": true): field, unit, device class
+    HA_FIELDS = (("batt_mv", "mV", "voltage"), ("chip_c", "°C", "temperature"))
+
     def __init__(self, ctx):
         self.ctx = ctx
 
