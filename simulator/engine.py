@@ -184,7 +184,11 @@ class BrokerTap:
 
         self.sim = sim
         self.ready = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="townsense-sim-tap-%x" % id(self))
+        # A persistent session: what arrives while the tap reconnects (a broker restart) is
+        # queued for it, as for the town's collector.
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="townsense-sim-tap-%x" % id(self),
+                                  clean_session=False)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.on_connect = lambda c, u, f, rc, p=None: self._subscribe()
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.client.on_message = self._message
