@@ -63,3 +63,23 @@ def test_wifi_down_for_six_hours(mosquitto):
             assert json.loads((node.flash_dir / "spool.pos").read_text())["drop"] == 0
     finally:
         sim.close()
+
+
+def test_flash_full_drops_readings_counted_and_keeps_running(mosquitto):
+    # a node sampling every minute: its spool soon needs a new flash block, and there is none
+    sc = scenario.parse({"name": "full", "hours": 3, "seed": 4, "nodes": [
+        {"id": "b-{n}", "type": "heartbeat", "board": "lolin-d32", "config": {"sample_s": 60, "report_s": 3600}}],
+        "faults": [{"kind": "flash_full", "node": "b-1", "at_h": 1.05, "bytes": 0}]})
+    sim = engine.Simulation(sc, broker=("127.0.0.1", mosquitto.port))
+    try:
+        sim.run()
+        node = sim.by_id["b-1"]
+        assert node.crashes == 0 and not any(t.startswith(("CRASH", "SAFE MODE")) for _, t in node.log)
+        assert any("flash write failed" in t for _, t in node.log)
+        health = [json.loads(x.payload) for x in node.messages if x.topic.endswith("/health")]
+        assert health[-1]["dropped"] > 0, "the loss is counted and reported"
+        seqs = [r["seq"] for x in node.messages if x.topic.endswith("/telemetry") for r in json.loads(x.payload)["r"]]
+        assert len(seqs) == len(set(seqs)) and seqs[:6] == list(range(6)), "what was accepted went out once"
+        assert node.board.boots >= 170, "it kept waking on schedule"
+    finally:
+        sim.close()

@@ -72,12 +72,22 @@ class Node:
         r = self.app.sample()
         if r is None:
             return None
-        return self.spool.accept(self._stamp(r))
+        return self._accept(self._stamp(r))
 
     def event(self, name, level, data=None):
         """Raise an alert: spooled like a reading (same seq counter), sent at once."""
-        self.spool.accept(self._stamp({"event": name, "level": level, "data": data or {}}))
+        self._accept(self._stamp({"event": name, "level": level, "data": data or {}}))
         self.report_now = True
+
+    def _accept(self, record):
+        """Into the spool; a full or failing flash loses the record, counted (RTC memory) and
+        reported in health as dropped, and the node keeps running."""
+        try:
+            return self.spool.accept(record)
+        except OSError as e:
+            self.rs["lost"] = self.rs.get("lost", 0) + 1
+            print("spool: flash write failed (%r): reading dropped" % (e,))
+            return None
 
     # ---- the network session -----------------------------------------------------------------
     def connect(self):
@@ -142,7 +152,13 @@ class Node:
                 msg = messages.telemetry(cfg, readings, sync)
                 if not self.tx.publish(messages.topic(cfg, "telemetry"), msg, 1):
                     return False
-            self.spool.ack(upto)
+            try:
+                self.spool.ack(upto)
+            except OSError as e:
+                # the flash is full: the batch was delivered but stays in the spool, to go out
+                # again (the collector's seq dedupe absorbs it) once there is room
+                print("spool: cannot record the delivery (%r)" % (e,))
+                return False
         return True
 
     def health(self):
@@ -150,7 +166,7 @@ class Node:
         f = {"batt_mv": batt.millivolts(self.prof), "rssi": rssi,
              "heap_free": gc.mem_free(), "reset": _CAUSES.get(machine.reset_cause(), "unknown"),
              "uptime_s": self.rs.get("up", 0) + (_awake_s() if self.battery else 0), "boots": self.rs["w"],
-             "spool": self.spool.count, "dropped": self.spool.dropped,
+             "spool": self.spool.count, "dropped": self.spool.dropped + self.rs.get("lost", 0),
              "crashes": self.rs.get("crashes", 0), "wifi_ms": self.wifi_ms}
         self.tx.publish(messages.topic(self.cfg, "health"), messages.health(self.cfg, f), 0)
 
