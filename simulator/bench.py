@@ -8,7 +8,6 @@ import sys
 import time
 
 from simulator import engine, scenario, wasi
-from simulator.mp import simboard
 
 
 def fig(name: str, value, unit: str) -> None:

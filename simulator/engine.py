@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from greenlet import greenlet
@@ -41,7 +41,11 @@ class SimNode:
         self.id = spec.id
         self.profile = profiles.load(spec.board)
         self.flash_dir = sim.workdir / spec.id
-        flash.install(self.flash_dir, spec.type, spec.config, self.profile)
+        config = spec.config
+        if sim.broker is not None:  # the run's broker, without touching the scenario
+            mqtt = dict(config.get("mqtt") or {}, host=sim.broker[0], port=sim.broker[1])
+            config = dict(config, mqtt=mqtt)
+        flash.install(self.flash_dir, spec.type, config, self.profile)
         self.board = simboard.Board(spec.id, self.profile, str(self.flash_dir),
                                     seed=sim.scenario.seed * 100003 + index,
                                     rtc_epoch=sim.scenario.start_unix - simboard.SECONDS_1970_TO_2000)
@@ -108,9 +112,6 @@ class Simulation:
         publish there through the firmware's own client, and a subscriber here records what
         arrives (instead of the console lines of the offline transport)."""
         self.broker = broker
-        if broker is not None:
-            for spec in scenario.nodes:
-                spec.config = dict(spec.config, mqtt=dict(spec.config.get("mqtt") or {}, host=broker[0], port=broker[1]))
         self.scenario = scenario
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="townsense-sim-", dir=_scratch_dir()))
@@ -236,8 +237,8 @@ def _fill_flash(board, free_bytes: int) -> None:
 
 
 def _run_shard(args) -> tuple[list[dict], dict[str, list[Message]]]:
-    scenario, ids = args[:2]
-    sim = Simulation(scenario, only=set(ids), broker=args[2] if len(args) > 2 else None)
+    scenario, ids = args
+    sim = Simulation(scenario, only=set(ids))
     try:
         rows = sim.run()
         return rows, {n.id: n.messages for n in sim.nodes}

@@ -1,9 +1,7 @@
 """A real mosquitto for tests: each test gets its own broker on a free loopback port, with a
 temporary config, stopped at the end of the test.
 
-    from tests.brokers import mosquitto  # noqa: F401  (the fixture)
-
-    def test_x(mosquitto):
+    def test_x(mosquitto):  # the fixture, registered in tests/conftest.py
         mosquitto.port, mosquitto.url, mosquitto.restart(), mosquitto.stop(), mosquitto.start()
 
 `Mosquitto(tmp_dir, persistence=True)` keeps retained messages and persistent sessions across a

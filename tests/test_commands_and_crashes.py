@@ -7,7 +7,6 @@ import time
 import paho.mqtt.client as paho
 
 from simulator import engine, scenario
-from tests.brokers import mosquitto  # noqa: F401  (fixture)
 
 
 def mains(hours, extra=None):

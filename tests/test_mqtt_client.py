@@ -14,7 +14,7 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from tests.brokers import Mosquitto, find_program, mosquitto  # noqa: F401  (fixture)
+from tests.brokers import Mosquitto, find_program
 from tests.nodeenv import NodeEnv
 
 HOST = "127.0.0.1"

@@ -10,7 +10,6 @@ import paho.mqtt.client as paho
 
 from host import schemas
 from simulator import engine, scenario
-from tests.brokers import mosquitto  # noqa: F401  (fixture)
 
 
 def town(hours, faults=(), report_s=3600):
