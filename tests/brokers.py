@@ -155,3 +155,85 @@ def mosquitto(tmp_path):
         yield broker
     finally:
         broker.stop()
+
+
+class SilenceableProxy:
+    """A TCP relay in front of a broker that can go silent: while silent it still accepts
+    connections (the TCP handshake succeeds) but never forwards a byte either way — a broker
+    that hangs, or a firewall that swallows traffic. Going silent also freezes the
+    connections already open; speaking again closes them (as a hung broker's restart would)."""
+
+    def __init__(self, upstream_port: int):
+        import threading
+        self.upstream = upstream_port
+        self.silent = False
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self.port = self._server.getsockname()[1]
+        self.accepted_while_silent = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(client)
+                if self.silent:
+                    self.accepted_while_silent += 1
+                    continue  # held open, never answered
+            try:
+                up = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.append(up)
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(4096)
+                if not data:
+                    break
+                while self.silent:  # frozen: the bytes go nowhere until the connection dies
+                    time.sleep(0.01)
+                    if src.fileno() < 0:
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def go_silent(self):
+        self.silent = True
+
+    def speak(self):
+        """End the silence: drop every connection made or frozen so far, relay new ones."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            self.silent = False
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self._server.close()
+        self.speak()
