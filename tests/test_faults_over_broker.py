@@ -155,3 +155,28 @@ def test_broker_that_accepts_and_never_answers(mosquitto):
     finally:
         sim.close()
         proxy.close()
+
+
+def test_backlog_over_a_slow_link_respects_the_wake_budget(mosquitto):
+    """Ten hours of readings wait for the broker behind a slow link (300 ms round trips): a
+    battery node sends what fits in net_budget_s per wake and the rest at the next ones."""
+    sc = scenario.parse({"name": "slow", "hours": 16, "seed": 4, "nodes": [
+        {"id": "b-{n}", "type": "heartbeat", "board": "lolin-d32",
+         "config": {"sample_s": 120, "report_s": 3600, "batch": 10, "net_budget_s": 8}}],
+        "faults": [{"kind": "wifi_down", "at_h": 0.5, "for_h": 10}]})
+    sim = engine.Simulation(sc, broker=("127.0.0.1", mosquitto.port))
+    node = sim.by_id["b-1"]
+    node.board.net_latency_us = 150_000
+    wakes = []  # awake µs of each wake
+    node.board.boot_hooks.append(lambda b: wakes.append(sum(
+        us for st, us in b.energy_us.items() if st not in (simboard.DEEP_SLEEP, simboard.OFF))))
+    try:
+        sim.run()
+        assert any("budget of 8 s spent" in t for _, t in node.log), "the backlog outgrew one wake"
+        longest = max(b - a for a, b in zip(wakes, wakes[1:]))
+        assert longest < 8e6 + 3e6, "a wake ran %.1f s, past its budget and the goodbye" % (longest / 1e6)
+        check_exactly_once(sim)
+        seqs = [r["seq"] for m in node.messages if m.topic.endswith("/telemetry") for r in json.loads(m.payload)["r"]]
+        assert max(seqs) >= 16 * 30 - 31, "the backlog drained over the following wakes"
+    finally:
+        sim.close()

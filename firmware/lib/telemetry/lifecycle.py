@@ -95,7 +95,8 @@ class Node:
         cfg = self.cfg
         if cfg["wifi"]:
             start = time.ticks_ms()
-            self.wlan = wifi.connect(cfg["wifi"], self.rs, self.battery)
+            left = cfg["net_budget_s"] * 1000 - time.ticks_diff(start, 0) if self.battery else None
+            self.wlan = wifi.connect(cfg["wifi"], self.rs, self.battery, left)
             if self.wlan is None:
                 print("network: Wi-Fi did not connect; readings stay in the spool")
                 return False
@@ -133,6 +134,10 @@ class Node:
         off = self.rs.get("off")
         sync = (off, self.rs.get("p", 0)) if off is not None else None
         while self.spool.count > 0:
+            if self.over_budget():
+                print("network: budget of %d s spent; %d records wait for the next report"
+                      % (cfg["net_budget_s"], self.spool.count))
+                return False
             batch = self.spool.pending(cfg["batch"])
             if not batch:
                 break
@@ -160,6 +165,11 @@ class Node:
                 print("spool: cannot record the delivery (%r)" % (e,))
                 return False
         return True
+
+    def over_budget(self):
+        """A battery node's time awake in this wake (ticks restart at each boot) against its
+        net_budget_s: a slow broker or a long backlog cannot drain the cell."""
+        return self.battery and time.ticks_diff(time.ticks_ms(), 0) > self.cfg["net_budget_s"] * 1000
 
     def health(self):
         rssi = wifi.rssi(self.wlan) if self.wlan is not None else None
@@ -261,7 +271,8 @@ class Node:
             self.rs["fail"] = 0
             self.deliver()
             self.health()
-            self.listen(_POLL_MS)
+            if not self.over_budget():
+                self.listen(_POLL_MS)
             if self.report_now:
                 self.report_now = False
                 self.deliver()
