@@ -3,7 +3,9 @@ shared and noisy; targets are in docs/bench.md."""
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import sys
 import time
 
@@ -28,6 +30,56 @@ def sim_speed(n: int, jobs: int = 1) -> tuple[float, float]:
     engine.run_sharded(sc, jobs)
     wall = time.perf_counter() - t0
     return wall, sc.hours * 3600 / wall
+
+
+def _publish_bytes(topic: str, payload: str) -> int:
+    """A QoS 1 PUBLISH on the wire (MQTT 3.1.1 §3.3): fixed header, topic, packet id, payload,
+    plus its PUBACK (4 bytes), each in its own TCP segment with 40 bytes of TCP/IP headers."""
+    body = 2 + len(topic.encode()) + 2 + len(payload.encode())
+    length_bytes = 1 if body < 128 else 2 if body < 16384 else 3
+    return 1 + length_bytes + body + 40 + 4 + 40
+
+
+def report_cycles(sample_s: int, report_s: int, hours: float = 24) -> dict:
+    """A battery heartbeat node (lolin-d32) over a real broker (the embedded one) for `hours`:
+    bytes on the wire per reading, awake time per wake, mAh per day."""
+    from simulator.broker import EmbeddedBroker
+    from simulator.mp import simboard
+
+    sc = scenario.parse({"name": "bench-cycle", "hours": hours, "seed": 1, "nodes": [
+        {"id": "hb-1", "type": "heartbeat", "board": "lolin-d32",
+         "config": {"sample_s": sample_s, "report_s": report_s}}]})
+    broker = EmbeddedBroker(log_level=50).start()
+    sim = engine.Simulation(sc, broker=(broker.host, broker.port))
+    node = sim.nodes[0]
+    board = node.board
+    marks = []  # (boot time, awake µs so far, bytes sent so far), at every boot
+
+    def awake_us(b):
+        return sum(us for st, us in b.energy_us.items() if st not in (simboard.DEEP_SLEEP, simboard.OFF))
+    board.boot_hooks.append(lambda b: marks.append((b.now_us(), awake_us(b), b.net_bytes[0])))
+    try:
+        sim.run()
+        summary = node.summary(sc.duration_us)
+    finally:
+        sim.close()
+        broker.stop()
+    marks.append((sc.duration_us, awake_us(board), board.net_bytes[0]))
+    report_wakes, sample_wakes = [], []
+    for (t0, a0, n0), (t1, a1, n1) in zip(marks, marks[1:]):
+        (report_wakes if n1 > n0 else sample_wakes).append((a1 - a0) / 1e6)
+    tele = [m for m in node.messages if m.topic.endswith("/telemetry")]
+    readings = sum(len(json.loads(m.payload)["r"]) for m in tele)
+    return {
+        "readings": readings,
+        "per_message": readings / max(1, len(tele)),
+        "telemetry_bytes_per_reading": sum(_publish_bytes(m.topic, m.payload) for m in tele) / max(1, readings),
+        "all_bytes_per_reading": sum(board.net_bytes) / max(1, readings),
+        "awake_report_wake_s": statistics.median(report_wakes[1:] or report_wakes or [0]),
+        "awake_sample_wake_s": statistics.median(sample_wakes or [0]),
+        "mah_per_day": summary["mah_per_day"],
+        "battery_years": summary["battery_days"] / 365.25,
+    }
 
 
 CYCLE_HEAP = 2 * 1024 * 1024  # room for the whole cycle with the collector off
@@ -69,7 +121,25 @@ def peak_heap() -> dict[str, int]:
     return figures
 
 
+def core_figures() -> None:
+    single = report_cycles(900, 900)
+    batched = report_cycles(900, 3600)
+    fig("wire_bytes_per_reading_single", single["telemetry_bytes_per_reading"],
+        "B (one reading per telemetry message: PUBLISH + PUBACK, TCP/IP headers)")
+    fig("wire_bytes_per_reading_batched", batched["telemetry_bytes_per_reading"],
+        "B (%.0f readings per message, 15-min samples, hourly reports)" % batched["per_message"])
+    fig("wire_bytes_all_traffic_per_reading_single", single["all_bytes_per_reading"],
+        "B (whole sessions: Wi-Fi up to sleep, CONNECT, status, health, both directions)")
+    fig("wire_bytes_all_traffic_per_reading_batched", batched["all_bytes_per_reading"], "B (same, hourly reports)")
+    fig("awake_per_report_wake", batched["awake_report_wake_s"],
+        "s (virtual, median: Wi-Fi, MQTT, publish, command window; first power-on excluded)")
+    fig("awake_per_sample_wake", batched["awake_sample_wake_s"], "s (virtual, median, no radio)")
+    fig("heartbeat_15min_hourly_mah_per_day", batched["mah_per_day"], "mAh/day (lolin-d32, over a broker)")
+    fig("heartbeat_15min_hourly_battery_life", batched["battery_years"], "years on the profile's cell")
+
+
 def main() -> int:
+    core_figures()
     wall1, speed1 = sim_speed(1)
     fig("sim_speed_1_node_24h", speed1, "virtual s per wall s")
     jobs = os.cpu_count() or 1

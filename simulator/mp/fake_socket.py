@@ -15,7 +15,8 @@
 # - connect: one round trip (SYN, SYN-ACK). A refused connection (RST) raises
 #   OSError(ECONNRESET) (lwIP api_msg.c err_tcp passes ERR_RST to the connecting call).
 # - send/write: the bytes' airtime at the profile's wifi.tx_kbps, plus 40 bytes of TCP/IP
-#   headers, in WIFI_TX. An answer can come back one round trip later.
+#   headers, in WIFI_TX (counted, with those headers, in board.net_bytes[0]; bytes received
+#   in net_bytes[1]: `make bench` reads them). An answer can come back one round trip later.
 # - recv/read: data the host has already received is served at once. Otherwise the fake waits
 #   for real data, at most the socket's timeout and never more than a wall-clock cap
 #   (board attribute net_wall_cap_ms, default 300). Data that comes books, in WIFI_RX, what is
@@ -202,6 +203,7 @@ class socket:
         except OSError:
             self._abort(errno.ECONNRESET)
         _board.advance(_airtime_us(n), simboard.WIFI_TX)
+        _board.net_bytes[0] += n + 40
         self._due = _board.now_us() + 2 * _latency_us()
         self._expect = True
         return n
@@ -248,6 +250,7 @@ class socket:
             _board.advance(wait, simboard.WIFI_RX)
             return b""
         _board.advance(wait + _airtime_us(len(data)), simboard.WIFI_RX)
+        _board.net_bytes[1] += len(data) + 40
         self._expect = False
         self._rx = data[n:]
         return data[:n]
