@@ -57,7 +57,21 @@ def _hostos():
 
 
 _print = builtins.print
-_hostbuf = 0  # heap the host-call bridge holds (the heap sampler uses it)
+_hostbuf = 0  # heap the host-call bridge holds (the heap figures leave it out)
+_warmed = False
+
+
+def _warm():
+    """host.call keeps a result buffer on the heap from its first call on: take it now (before
+    any heap figure, and before the firmware runs), and leave it out of every heap figure."""
+    global _hostbuf, _warmed
+    if not _warmed:
+        _warmed = True
+        a = _realgc.mem_alloc()
+        _host.call("warm", "")
+        _hostbuf = _realgc.mem_alloc() - a
+
+
 _h = _hostos()
 sys.modules["_hostos"] = _h
 
@@ -167,6 +181,15 @@ def start():
         outages[k] = [tuple(x) for x in spec["outages"][k]]
     board.network = simnet.NetworkWorld(aps, outages)
     board.console_sink = _sink
+    if spec.get("hostsocket") and _host is not None:
+        # The run has a broker: fake_socket's host facility is the socket bridge (wasi.py
+        # serves it). Registered before the fakes load (fake_socket imports it) and before the
+        # fakes replace `time` (the bridge keeps the real one); it stays across boots, like the
+        # fakes (Program keeps what sys.modules holds now).
+        import _hostsocket_wasi
+
+        sys.modules["_hostsocket"] = _hostsocket_wasi
+        _warm()
     for name in spec["fakes"]:
         m = __import__(spec["fakes"][name])
         m._attach(board)
@@ -241,14 +264,9 @@ class _Sampler:
     in use between two readings is at most the first reading plus what was allocated since."""
 
     def __init__(self, board, every):
-        global _hostbuf
         self.every = every
         self.n = 0
-        # host.call keeps a result buffer on the heap from its first call on: take it now, and
-        # leave it out of every heap figure.
-        a = _realgc.mem_alloc()
-        _host.call("warm", "")
-        _hostbuf = _realgc.mem_alloc() - a
+        _warm()
         board.sample_hook = self.at_advance
         # The real files open now. A reading's collection finalises (closes, for real: the host
         # does not take that back) a file that only a frame in progress holds: keep them all.
