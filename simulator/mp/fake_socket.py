@@ -19,7 +19,7 @@
 #   in net_bytes[1]: `make bench` reads them). An answer can come back one round trip later.
 # - recv/read: data the host has already received is served at once. Otherwise the fake waits
 #   for real data, at most the socket's timeout and never more than a wall-clock cap
-#   (board attribute net_wall_cap_ms, default 300). Data that comes books, in WIFI_RX, what is
+#   (board attribute net_wall_cap_ms, default 3000, when the broker owes an answer; see _cap_s). Data that comes books, in WIFI_RX, what is
 #   left of the round trip since the last send plus its airtime. Nothing within the cap means
 #   nothing will come: virtual time advances by the socket's whole timeout, in WIFI_RX, and
 #   recv raises OSError(ETIMEDOUT) (OSError(EAGAIN) on a non-blocking socket), as the port's
@@ -84,15 +84,29 @@ def _latency_us():
 _lat = [0.002]  # running estimate of the host round trip (s): adapts the wall-clock waits
 
 
+# MQTT 3.1.1 §2.2.1: the packets whose answer the broker owes (CONNECT, PUBLISH QoS 1/2,
+# PUBREL, SUBSCRIBE, UNSUBSCRIBE, PINGREQ). Every TownSense connection speaks MQTT, and the
+# firmware writes each packet whole, so the first byte of a write tells.
+def _answer_due(data):
+    if not data:
+        return False
+    t = data[0] >> 4
+    if t == 3:
+        return (data[0] >> 1) & 3 != 0
+    return t in (1, 6, 8, 10, 12)
+
+
 def _cap_s(expect):
-    # Waiting for the answer to something we sent: give the broker time, 20 round trips as
-    # this run has seen them (a QoS 0 publish expects nothing, and must not cost the whole
-    # cap), within net_wall_cap_ms. Idle listening (nothing sent since the last read): only
-    # what already came in counts, or a day of a mains node listening for commands would
-    # cost hours of wall time.
+    # Waiting for an answer the broker owes: as long as the broker needs, within
+    # net_wall_cap_ms (a loaded machine must not turn a slow broker into a lost PUBACK).
+    # After other writes (a QoS 0 publish expects nothing and must not cost the whole cap):
+    # 20 round trips as this run has seen them. Idle listening (nothing sent since the last
+    # read): only what already came in counts, or a day of a mains node listening for
+    # commands would cost hours of wall time.
+    if expect == 2:
+        return getattr(_board, "net_wall_cap_ms", 3000) / 1000
     if expect:
-        hi = getattr(_board, "net_wall_cap_ms", 300) / 1000
-        return min(hi, max(0.005, 20 * _lat[0]))
+        return min(0.3, max(0.005, 20 * _lat[0]))
     return getattr(_board, "net_idle_cap_ms", 2) / 1000
 
 
@@ -205,7 +219,8 @@ class socket:
         _board.advance(_airtime_us(n), simboard.WIFI_TX)
         _board.net_bytes[0] += n + 40
         self._due = _board.now_us() + 2 * _latency_us()
-        self._expect = True
+        if self._expect != 2:  # an answer owed stays owed until something comes
+            self._expect = 2 if _answer_due(data) else 1
         return n
 
     def send(self, bytes):
