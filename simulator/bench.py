@@ -85,18 +85,28 @@ def report_cycles(sample_s: int, report_s: int, hours: float = 24) -> dict:
 CYCLE_HEAP = 2 * 1024 * 1024  # room for the whole cycle with the collector off
 
 
-def wasi_cycle(sample: bool, mpy: bool = True) -> wasi.WasiResult:
+def wasi_cycle(sample: bool, mpy: bool = True, mqtt: bool = True) -> wasi.WasiResult:
     """One power-on boot-to-sleep cycle (the heaviest: it connects, sets the clock and reports)
-    of a battery heartbeat node, firmware installed as .mpy, in the WASI MicroPython."""
+    of a battery heartbeat node, firmware installed as .mpy, in the WASI MicroPython; with
+    mqtt, over the firmware's own MQTT client to a fresh embedded broker (a fresh session:
+    the node subscribes, as after provisioning), else with the console transport."""
+    from simulator.broker import EmbeddedBroker
+
     sc = heartbeat(1, hours=1)
-    res = wasi.run_node(sc.nodes[0], sc, heap_bytes=CYCLE_HEAP, mode="cycle", mpy=mpy,
-                        sample_every=1 if sample else 0)
+    broker = EmbeddedBroker(log_level=50).start() if mqtt else None
+    try:
+        res = wasi.run_node(sc.nodes[0], sc, heap_bytes=CYCLE_HEAP, mode="cycle", mpy=mpy,
+                            sample_every=1 if sample else 0,
+                            broker=(broker.host, broker.port) if broker else None)
+    finally:
+        if broker:
+            broker.stop()
     if not any(t == "CYCLE OK" for _, t in res.lines):
         raise RuntimeError("the cycle did not end in deep sleep:\n%s" % "\n".join(t for _, t in res.lines[-20:]))
     return res
 
 
-def peak_heap() -> dict[str, int]:
+def peak_heap(mqtt: bool = True) -> dict[str, int]:
     """Heap figures of one cycle, in bytes (docs/micropython-proof.md):
     baseline: what the simulator (fakes, boot loop) holds before the firmware starts: collected
       between boots at the runner's top level, exact;
@@ -107,13 +117,13 @@ def peak_heap() -> dict[str, int]:
     ceiling: between two readings the heap in use grows at most by what is allocated: the
       largest reading-plus-allocations-until-the-next, minus the boot reading;
     alloc: bytes allocated during the cycle with the collector off, garbage included."""
-    plain = wasi_cycle(sample=False)
+    plain = wasi_cycle(sample=False, mqtt=mqtt)
     figures = {}
     for _, t in plain.lines:
         if t.startswith("BASE ") or t.startswith("ALLOC "):
             key, value = t.split()
             figures[{"BASE": "baseline", "ALLOC": "alloc"}[key]] = int(value)
-    samples = wasi_cycle(sample=True).samples
+    samples = wasi_cycle(sample=True, mqtt=mqtt).samples
     boot = samples[0][1]
     figures["peak"] = max(used for _, used, _, _ in samples) - boot
     figures["ceiling"] = max(samples[i][1] + samples[i + 1][2] - samples[i][2]
@@ -147,11 +157,14 @@ def main() -> int:
     fig("sim_wall_1000_nodes_24h", wall, "s (%d processes)" % jobs)
     fig("sim_speed_1000_nodes_24h", speed, "virtual s per wall s")
     fig("sim_node_speed_1000_nodes_24h", speed * 1000, "node-virtual s per wall s")
-    heap = peak_heap()
-    fig("mp_heap_fakes_baseline", heap["baseline"] / 1024, "KB (simulator, before the firmware starts)")
-    fig("mp_heap_peak_cycle", heap["peak"] / 1024, "KB (firmware, most in use at once; target < 32)")
-    fig("mp_heap_peak_cycle_ceiling", heap["ceiling"] / 1024, "KB (most the peak can be between readings)")
-    fig("mp_heap_alloc_cycle_upper_bound", heap["alloc"] / 1024, "KB (allocated in the cycle, garbage included)")
+    for mqtt, label in ((True, "mqtt"), (False, "console")):
+        heap = peak_heap(mqtt)
+        fig("mp_heap_fakes_baseline_" + label, heap["baseline"] / 1024, "KB (simulator, before the firmware starts)")
+        fig("mp_heap_peak_cycle_" + label, heap["peak"] / 1024,
+            "KB (firmware, most in use at once; target < 48 with the core)" if mqtt else
+            "KB (same cycle, console transport instead of MQTT)")
+        fig("mp_heap_peak_cycle_ceiling_" + label, heap["ceiling"] / 1024, "KB (most the peak can be between readings)")
+        fig("mp_heap_alloc_cycle_upper_bound_" + label, heap["alloc"] / 1024, "KB (allocated in the cycle, garbage included)")
     return 0
 
 
