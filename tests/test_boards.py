@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 BOARDS_DIR = pathlib.Path(__file__).resolve().parent.parent / "boards"
-EXPECTED_BOARDS = ("esp32-devkitc", "lolin-d32", "esp32-s3-devkitc-1")
+EXPECTED_BOARDS = ("esp32-devkitc", "lolin-d32", "esp32-s3-devkitc-1", "firebeetle-esp32")
 
 TOP_KEYS = (
     "name", "description", "mcu", "micropython", "mpy_version", "power_supply", "boot_ms",
