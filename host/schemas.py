@@ -299,8 +299,27 @@ class _Stub(types.ModuleType):
         return _Stub("%s.%s" % (self.__name__, name))
 
 
+NODES_DIR = ROOT / "firmware" / "lib" / "nodes"
+
+
+def _node_config_module(name: str) -> types.ModuleType:
+    """`nodes.<type>_config` (a node type's table for its "node" section), loaded for real:
+    as `__import__` gives it, the package `nodes` with the module as an attribute."""
+    leaf = name.split(".", 1)[1]
+    path = NODES_DIR / (leaf + ".py")
+    if not path.exists():
+        raise ImportError("no module named %r" % name)
+    mod = types.ModuleType(name)
+    exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+    pkg = types.ModuleType("nodes")
+    setattr(pkg, leaf, mod)
+    return pkg
+
+
 def _stub_import(name, globals=None, locals=None, fromlist=(), level=0):
     top = name.split(".")[0]
+    if top == "nodes" and name.endswith("_config"):
+        return _node_config_module(name)
     if top in ("telemetry", "nodes", "drivers"):
         return _Stub(name if fromlist else top)
     if top == "micropython":
@@ -385,6 +404,15 @@ def config_json_schema(ns: dict | None = None) -> dict:
         "type": "object",
     }
     s.update(_object_json(ns, ns["SCHEMA"]))
+    # the "node" section belongs to the node type (firmware/lib/nodes/<type>_config.py)
+    sections = []
+    for node_type in ns.get("NODE_TYPES", ()):
+        section = _object_json(ns, ns["node_schema"](node_type))
+        sections.append({"if": {"properties": {"type": {"const": node_type}}, "required": ["type"]},
+                           "then": {"properties": {"node": {"anyOf": [{"type": "null"},
+                                                                      dict(section, type="object")]}}}})
+    if sections:
+        s["allOf"] = sections
     return s
 
 

@@ -148,8 +148,35 @@ def core_figures() -> None:
     fig("heartbeat_15min_hourly_battery_life", batched["battery_years"], "years on the profile's cell")
 
 
+def fill_level_figures() -> None:
+    from simulator import bench_bins
+
+    sc = scenario.load("bins-town")
+    jobs = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    _, messages = engine.run_sharded(sc, jobs)
+    fig("bins_sim_wall_50x30d", time.perf_counter() - t0, "s (%d processes)" % jobs)
+    f = bench_bins.evaluate(sc, messages)
+    fig("bins_median_abs_error", f["median_abs_error_pct_depth"], "%% of depth (target <= 2; p95 %.2f; %d readings)"
+        % (f["p95_abs_error_pct_depth"], f["readings_compared"]))
+    fig("bins_median_abs_fill_error", f["median_abs_fill_error_pts"], "fill points")
+    fig("bins_collections_detected", f["collections_detected"], "(missed at >= 40 %% full: %d; below 40 %%, not "
+        "detectable by design: %d; false: %d)" % (f["collections_missed"], f["collections_missed_below_40pct"],
+                                                  f["collections_false"]))
+    fig("bins_full_latency_median", f["bin_full_latency_median_s"] / 60, "min (max %.0f min; %d of %d fillings "
+        "caught; false %d; repeated in one filling %d)" % (f["bin_full_latency_max_s"] / 60, f["bin_full_crossings_caught"],
+                                                         f["bin_full_crossings_total"], f["bin_full_false"],
+                                                         f["bin_full_repeated_in_one_spell"]))
+    fig("bins_sensor_fault_events", f["sensor_fault_events"], "(lids left open, unplugged sensors, overfilled bins)")
+    for board in ("lolin-d32", "firebeetle-esp32"):
+        b = bench_bins.battery_life(board)
+        fig("bin_battery_life_" + board, b["years"], "years on 3,000 mAh (%.2f mAh/day, sensor %.3f, awake %.0f s/day; "
+            "30-min samples, 6-h reports; target >= 3)" % (b["mah_per_day"], b["sensor_mah_per_day"], b["awake_s_per_day"]))
+
+
 def main() -> int:
     core_figures()
+    fill_level_figures()
     wall1, speed1 = sim_speed(1)
     fig("sim_speed_1_node_24h", speed1, "virtual s per wall s")
     jobs = os.cpu_count() or 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from greenlet import greenlet
 
-from simulator import energy, flash, profiles
+from simulator import energy, flash, profiles, worlds
 from simulator.loader import NodeModules
 from simulator.mp import bootloop, simbattery, simboard, simnet
 from simulator.scenario import Scenario
@@ -56,6 +56,8 @@ class SimNode:
         self.log: list[tuple[int, str]] = []
         self.crashes = 0
         simbattery.attach(self.board)
+        self.world = worlds.attach(self.board, spec.type, spec.world, sim.scenario.seed * 100003 + index,
+                                   sim.scenario.start_unix)
         self.modules = NodeModules(self.board)
 
     # ---- the world around the board -----------------------------------------------------
@@ -87,7 +89,9 @@ class SimNode:
     def summary(self, span_us: int) -> dict:
         currents = self.profile["currents_ma"]
         e = self.board.energy_us
-        mah_day = energy.per_day(e, currents, span_us)
+        # the board's states, plus what its sensors draw from their own supply
+        sensors_mah = sum(p.charge_ma_us() for p in self.board.peripherals) / 3.6e9
+        mah_day = energy.per_day(e, currents, span_us) + sensors_mah * 86_400_000_000 / max(1, span_us)
         awake = sum(us for st, us in e.items() if st not in (simboard.DEEP_SLEEP, simboard.OFF))
         b = self.profile.get("battery")
         return {
@@ -106,11 +110,13 @@ class SimNode:
 
 class Simulation:
     def __init__(self, scenario: Scenario, workdir: Path | None = None, keep: bool = False,
-                 only: set[str] | None = None, broker: tuple[str, int] | None = None):
+                 only: set[str] | None = None, broker: tuple[str, int] | None = None,
+                 tap: tuple[str, int] | None = None):
         """only: run just these node ids (a shard); seeds still follow the whole scenario.
         broker: (host, port) of a real MQTT broker: every node's config gets it, the nodes
         publish there through the firmware's own client, and a subscriber here records what
-        arrives (instead of the console lines of the offline transport)."""
+        arrives (instead of the console lines of the offline transport). tap: where that
+        subscriber connects, when not to the nodes' broker address (a relay in between)."""
         self.broker = broker
         self.scenario = scenario
         self._own_dir = workdir is None
@@ -125,7 +131,7 @@ class Simulation:
         self.by_id = {n.id: n for n in self.nodes}
         self.now_us = 0
         self._schedule_faults()
-        self.tap = BrokerTap(self, broker) if broker is not None else None
+        self.tap = BrokerTap(self, tap or broker) if broker is not None else None
 
     # ---- faults ----------------------------------------------------------------------------
     def _schedule_faults(self) -> None:
@@ -190,6 +196,7 @@ class BrokerTap:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="townsense-sim-tap-%x" % id(self),
                                   clean_session=False)
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.count = 0  # messages received
         self.client.on_connect = lambda c, u, f, rc, p=None: self._subscribe()
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.client.on_message = self._message
@@ -207,13 +214,21 @@ class BrokerTap:
             return  # a retained copy of an earlier message, not something sent now
         parts = msg.topic.split("/")
         node = self.sim.by_id.get(parts[-2]) if len(parts) >= 3 else None
+        self.count += 1
         if node is not None:
             node.messages.append(Message(self.sim.now_us, msg.topic, msg.payload.decode("utf-8", "replace")))
 
-    def stop(self):
+    def stop(self, quiet_s: float = 0.3, limit_s: float = 15.0):
+        """Wait until the tap is connected (it may be reconnecting after a broker outage: its
+        session holds what came meanwhile) and nothing has arrived for quiet_s, then leave."""
         import time
 
-        time.sleep(0.3)  # the last PUBLISHes are on their way
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            before = self.count
+            time.sleep(quiet_s)
+            if self.client.is_connected() and self.ready.is_set() and self.count == before:
+                break
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -12,11 +12,14 @@ FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
 
 
 def firmware_files(node_type: str) -> list[Path]:
-    """The firmware files a node of this type needs, relative to firmware/."""
+    """The firmware files a node of this type needs, relative to firmware/: main.py, the
+    telemetry core, and what firmware/manifest.json lists for the type."""
+    manifest = json.loads((FIRMWARE_DIR / "manifest.json").read_text())
+    if node_type not in manifest or node_type.startswith("_"):
+        raise ValueError("no node type %r in firmware/manifest.json" % node_type)
     out = [Path("main.py")]
-    for sub in ("lib/telemetry", "lib/drivers"):
-        out += sorted(p.relative_to(FIRMWARE_DIR) for p in (FIRMWARE_DIR / sub).rglob("*.py"))
-    out += [Path("lib/nodes/__init__.py"), Path("lib/nodes") / (node_type + ".py")]
+    out += sorted(p.relative_to(FIRMWARE_DIR) for p in (FIRMWARE_DIR / "lib/telemetry").rglob("*.py"))
+    out += [Path("lib/nodes/__init__.py")] + [Path("lib") / rel for rel in manifest[node_type]]
     return out
 
 

@@ -28,6 +28,7 @@ class NodeSpec:
     board: str
     config: dict
     ticks_offset_ms: int = 0
+    world: dict | None = None  # the node type's world around this node (simulator/worlds.py)
 
 
 @dataclass
@@ -121,7 +122,12 @@ def parse(raw: dict, hours: float | None = None, seed: int | None = None, where:
             cfg = {"node_id": node_id, "type": ntype,
                    "wifi": {"ssid": aps[0]["ssid"], "key": aps[0].get("key", "")}}
             cfg.update(group.get("config", {}))
-            nodes.append(NodeSpec(node_id, ntype, board, cfg, group.get("ticks_offset_ms", 0)))
+            world = group.get("world")
+            if isinstance(world, list):  # one entry per node, in turn: a mixed group
+                world = world[n % len(world)] if world else None
+            if world is not None and not isinstance(world, dict):
+                raise ScenarioError("%s: 'world' is an object or a list of objects" % gw)
+            nodes.append(NodeSpec(node_id, ntype, board, cfg, group.get("ticks_offset_ms", 0), world))
     ids = [n.id for n in nodes]
     if len(set(ids)) != len(ids):
         raise ScenarioError("%s: node ids repeat; give each group an id pattern with {n}" % where)

@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator import flash, profiles
+from simulator import flash, profiles, worlds
 from simulator.loader import FAKES, MP_DIR
 from simulator.mp import simboard
 from simulator.scenario import NodeSpec, Scenario
@@ -285,6 +285,9 @@ def run_node(spec: NodeSpec, scenario: Scenario, flash_dir: Path | None = None,
             "sample": sample_every,
             "collect_every_boot": collect_every_boot,
             "hostsocket": broker is not None,  # wasiboot registers _hostsocket_wasi
+            "world": {"module": worlds.module_name(spec.type), "params": dict(spec.world or {}),
+                      "seed": scenario.seed * 100003 + index, "start_unix": scenario.start_unix}
+            if worlds.module_name(spec.type) else None,
         }
         (sim_dir / "spec.json").write_text(json.dumps(cfg_spec))
 

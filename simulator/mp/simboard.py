@@ -137,6 +137,7 @@ class Board:
         self.irq_queue = []  # pending pin IRQ handlers to run at the next Python-level point
         self.uid = uid if uid is not None else _uid_from(node_id)
         self.extra = {}  # room for world models and node-type specifics
+        self.peripherals = []  # chips with a supply of their own: .charge_ma_us() drawn so far
         self.net_bytes = [0, 0]  # TCP bytes sent, received, 40 B of TCP/IP headers per segment
         self.sample_hook = None  # callable(board) at every advance(): heap sampling (make bench)
 

@@ -172,6 +172,9 @@ def start():
     board = simboard.Board(spec["id"], spec["profile"], "/flash", spec["seed"], spec["rtc_epoch"])
     board.ticks_offset_ms = spec["ticks_offset_ms"]
     simbattery.attach(board)
+    w = spec.get("world")
+    if w:  # the node type's world: its fake chips on the board (simulator/worlds.py)
+        __import__(w["module"]).attach(board, w["params"], w["seed"], w["start_unix"])
     aps = []
     for a in spec["aps"]:
         aps.append(simnet.AccessPoint(a["ssid"], a.get("key", ""), bytes(a["bssid"]), a.get("channel", 6),

@@ -40,7 +40,7 @@ SCHEMA = {
     "spool_bytes": ("int", False, 32768, 1024, 1048576, None, None),
     "batch": ("int", False, 24, 1, 200, None, None),
     "ntp_host": ("str", False, "pool.ntp.org", 1, 64, None, None),
-    "node": ("obj", False, None, None, None, None, None),
+    "node": ("obj", False, None, None, None, None, None),  # checked by node_schema(type)
 }
 
 _TYPES = {"str": str, "int": int, "bool": bool, "obj": dict, "list": list}
@@ -103,9 +103,30 @@ def validate(obj):
     if cfg["report_s"] < cfg["sample_s"]:
         raise ConfigError("field 'report_s': %d is shorter than sample_s %d"
                           % (cfg["report_s"], cfg["sample_s"]))
-    if cfg["node"] is None:
-        cfg["node"] = {}
+    mod = _node_config(cfg["type"])
+    cfg["node"] = check(cfg["node"] or {}, mod.SCHEMA if mod else {}, "node.")
+    problem = getattr(mod, "problem", None)
+    if problem is not None:
+        p = problem(cfg["node"])
+        if p is not None:
+            raise ConfigError("field 'node.%s" % p)
     return cfg
+
+
+def _node_config(node_type):
+    # nodes/<type>_config.py: the table of the type's own section ("node") and, optionally,
+    # problem(section) for what a table cannot say (a field against another)
+    try:
+        mod = __import__("nodes.%s_config" % node_type)
+    except ImportError:
+        return None
+    return getattr(mod, node_type + "_config")
+
+
+def node_schema(node_type):
+    """The table of the node type's own section; a type without one takes no fields there."""
+    mod = _node_config(node_type)
+    return mod.SCHEMA if mod else {}
 
 
 def load(path=PATH):

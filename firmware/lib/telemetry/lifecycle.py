@@ -39,6 +39,18 @@ class Context:
         self.wakes = node.rs["w"]
         self.state = node.rs  # small per-app state kept in RTC memory (key "a")
         self.event = node.event
+        self._node = node
+
+    def set_config(self, patch):
+        """Change the config by a merge patch (validated, written atomically, applied by a
+        restart after the session, rolled back if the node then cannot report): a
+        calibration command's way to make its result last. None, or what was wrong."""
+        from telemetry import commands
+
+        error = commands.apply_config_patch(patch)
+        if error is None:
+            self._node.after = "reboot"
+        return error
 
 
 class Node:
@@ -245,12 +257,14 @@ class Node:
         cfg = self.cfg
         wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
         self.take_sample()
-        n = self.rs.get("n", 0) + 1
+        # seconds slept since the last report: the interval planned at each sleep ("si"), so
+        # a node type that samples faster (a bin nearly full) still reports on time
+        acc = self.rs.get("acc", 0) + self.rs.get("si", 0)
         # After a power-on (no RTC state) report at once: the node announces itself.
-        if n * cfg["sample_s"] >= self.report_interval() or "n" not in self.rs or self.report_now:
-            n = 0
+        if acc >= self.report_interval() or "acc" not in self.rs or self.report_now:
+            acc = 0
             self.session()
-        self.rs["n"] = n
+        self.rs["acc"] = acc
         wdt.feed()
         self.rs["crash"] = 0  # this boot did not crash
         if self.after == "reboot":
@@ -259,7 +273,11 @@ class Node:
         # ticks_ms counts from boot on the ESP32 port (esp_timer), so it is the whole wake,
         # boot included: subtracting it keeps the samples on a fixed cadence.
         awake_ms = time.ticks_diff(time.ticks_ms(), 0)
-        sleep_ms = max(1000, cfg["sample_s"] * 1000 - awake_ms)
+        si = cfg["sample_s"]
+        if hasattr(self.app, "next_sample_s"):
+            si = min(si, max(1, self.app.next_sample_s()))
+        self.rs["si"] = si
+        sleep_ms = max(1000, si * 1000 - awake_ms)
         self.rs["up"] = self.rs.get("up", 0) + (awake_ms + sleep_ms) // 1000
         rtcstate.save(self.rs)
         machine.deepsleep(sleep_ms)
