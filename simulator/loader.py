@@ -13,6 +13,7 @@ import builtins
 import os
 import select as _select
 import socket as _socket
+import ssl as _ssl
 import sys
 import time
 import types
@@ -35,10 +36,11 @@ FAKES = {
     "gc": "fake_gc",
     "sys": "fake_sys",
     "socket": "fake_socket",
+    "ssl": "fake_ssl",
 }
 # Modules the firmware may import that CPython provides with the same behaviour.
 PASSTHROUGH = {"json", "struct", "errno", "math", "binascii", "hashlib", "io", "select",
-               "collections", "re", "array", "ssl"}
+               "collections", "re", "array"}
 
 _code_cache: dict[bytes, types.CodeType] = {}
 
@@ -55,6 +57,129 @@ for _name in ("socket", "getaddrinfo", "timeout", "AF_INET", "SOCK_STREAM", "IPP
     setattr(_hostsocket, _name, getattr(_socket, _name))
 _hostsocket.select = _select.select
 _hostsocket.monotonic = time.monotonic
+
+
+# What the fake `ssl` builds on: CPython's TLS over memory buffers (not under WASI). The fake
+# moves the records through the node's fake socket (virtual time, airtime) and maps failures to
+# the port's exceptions; here the TLS is done for real and failures are reported as kinds.
+class _HostTLSError(Exception):
+    """args (kind, text); kind: "cert" (CA data that does not parse), "untrusted", "name",
+    "expired", "future", "usage" (certificate verification), "eof", "alert", "tls"."""
+
+
+# OpenSSL verify codes (x509_vfy.h) -> kinds; any other verification failure is "untrusted"
+_VERIFY_KINDS = {9: "future", 10: "expired", 26: "usage", 62: "name", 64: "name"}
+_NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME: dates go by the node's clock (fake_ssl)
+
+
+def _ca_context(cadata_list) -> _ssl.SSLContext:
+    ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+    ctx.maximum_version = _ssl.TLSVersion.TLSv1_2  # the ESP32 build's mbedTLS: TLS 1.2 only
+    for data in cadata_list:
+        # mbedTLS takes PEM (one or more certificates) or one DER certificate; CPython wants
+        # PEM as str, DER as bytes
+        ca = data.decode("ascii", "replace") if b"-----BEGIN " in data else data
+        try:
+            ctx.load_verify_locations(cadata=ca)
+        except (_ssl.SSLError, ValueError, TypeError) as e:
+            raise _HostTLSError("cert", str(e)) from None
+    return ctx
+
+
+def _check_ca(cadata: bytes) -> None:
+    _ca_context([bytes(cadata)])
+
+
+def _tls_kind(e: _ssl.SSLError) -> str:
+    if isinstance(e, (_ssl.SSLEOFError, _ssl.SSLZeroReturnError)):
+        return "eof"
+    return "alert" if "ALERT" in str(e.reason or "").upper() else "tls"
+
+
+class _HostTLS:
+    """One TLS client session of a node, over memory buffers: give() what came from the
+    broker, take() what is to be sent to it."""
+
+    def __init__(self, ca: list, verify: bool, server_hostname: str | None):
+        ctx = self.ctx = _ca_context(ca)
+        ctx.check_hostname = bool(verify and server_hostname)
+        ctx.verify_mode = _ssl.CERT_REQUIRED if verify else _ssl.CERT_NONE
+        ctx.verify_flags = ctx.verify_flags | _NO_CHECK_TIME
+        self._in = _ssl.MemoryBIO()
+        self._out = _ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(self._in, self._out, server_hostname=server_hostname)
+        self._hdr = b""  # record framing of what was given: a partial header,
+        self._left = 0  # and the bytes still missing from the current record
+
+    def handshake(self) -> bool:
+        """True when done, False when it waits for the broker; raises _HostTLSError."""
+        try:
+            self._tls.do_handshake()
+            return True
+        except _ssl.SSLWantReadError:
+            return False
+        except _ssl.SSLCertVerificationError as e:
+            raise _HostTLSError(_VERIFY_KINDS.get(e.verify_code, "untrusted"), e.verify_message) from None
+        except _ssl.SSLError as e:
+            raise _HostTLSError(_tls_kind(e), str(e)) from None
+
+    def take(self) -> bytes:
+        return self._out.read()
+
+    def give(self, data: bytes) -> None:
+        """Bytes from the broker (b"": the end of the stream)."""
+        if not data:
+            self._in.write_eof()
+            return
+        self._in.write(data)
+        i, n = 0, len(data)
+        while i < n:  # follow the 5-byte record headers (type, version, length)
+            if self._left:
+                k = min(self._left, n - i)
+                self._left -= k
+                i += k
+            else:
+                k = min(5 - len(self._hdr), n - i)
+                self._hdr += data[i:i + k]
+                i += k
+                if len(self._hdr) == 5:
+                    self._left = int.from_bytes(self._hdr[3:5], "big")
+                    self._hdr = b""
+
+    def partial(self) -> bool:
+        """What was given ends inside a record: the broker owes the rest."""
+        return bool(self._left or self._hdr)
+
+    def read(self, n: int) -> bytes | None:
+        """Up to n bytes of plaintext; b"" at the end of the stream; None: needs more input."""
+        try:
+            return self._tls.read(n)
+        except _ssl.SSLWantReadError:
+            return None
+        except (_ssl.SSLZeroReturnError, _ssl.SSLEOFError):
+            return b""
+        except _ssl.SSLError as e:
+            raise _HostTLSError(_tls_kind(e), str(e)) from None
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._tls.write(data)
+        except _ssl.SSLError as e:
+            raise _HostTLSError(_tls_kind(e), str(e)) from None
+
+    def dates(self) -> list:
+        """(notBefore, notAfter) in Unix seconds of the broker's certificate and of the CA
+        certificate that issued it."""
+        leaf = self._tls.getpeercert() or {}
+        certs = [leaf] + [c for c in self.ctx.get_ca_certs() if c.get("subject") == leaf.get("issuer")]
+        return [(_ssl.cert_time_to_seconds(c["notBefore"]), _ssl.cert_time_to_seconds(c["notAfter"]))
+                for c in certs if "notBefore" in c]
+
+
+_hostssl = types.ModuleType("_hostssl")
+_hostssl.Session = _HostTLS
+_hostssl.Error = _HostTLSError
+_hostssl.check_ca = _check_ca
 
 
 def compile_file(path: str) -> types.CodeType:
@@ -178,6 +303,8 @@ class NodeModules:
             mod = _hostos
         elif name == "_hostsocket":
             mod = _hostsocket
+        elif name == "_hostssl":
+            mod = _hostssl
         elif name in PASSTHROUGH or name.split(".")[0] in ("typing", "__future__"):
             # Same behaviour in CPython; typing/__future__ only ever serve annotations.
             __import__(name)

@@ -209,7 +209,9 @@ class socket:
             self._abort(errno.ECONNABORTED)
         return self._h
 
-    def _send(self, data):
+    def _send(self, data, due=None):
+        # due: whether the peer owes an answer (None: judged from data's first byte; a TLS
+        # layer says it, from the plaintext under its record: fake_ssl)
         h = self._conn()
         n = len(data)
         try:
@@ -220,7 +222,7 @@ class socket:
         _board.net_bytes[0] += n + 40
         self._due = _board.now_us() + 2 * _latency_us()
         if self._expect != 2:  # an answer owed stays owed until something comes
-            self._expect = 2 if _answer_due(data) else 1
+            self._expect = 2 if (_answer_due(data) if due is None else due) else 1
         return n
 
     def send(self, bytes):
@@ -232,8 +234,9 @@ class socket:
     def write(self, buf):
         return self._send(buf)
 
-    def _pull(self, n):
-        """Up to n bytes; b"" at end of stream; None when nothing came in the timeout."""
+    def _pull(self, n, owed=False):
+        """Up to n bytes; b"" at end of stream; None when nothing came in the timeout. owed: the
+        peer owes more (the rest of a TLS record or flight: fake_ssl), wait as for an answer."""
         if self._closed:
             raise OSError(errno.EBADF)
         if self._rx:
@@ -244,6 +247,8 @@ class socket:
             return b""
         h = self._conn()
         t = self._t
+        if owed:
+            self._expect = 2
         cap = _cap_s(self._expect)
         clock = getattr(_host, "monotonic", None)
         t0 = clock() if clock is not None else 0

@@ -22,6 +22,7 @@ from telemetry import mqttcodec as codec
 from telemetry.mqttcodec import MQTTError
 
 _QUEUE_MAX = 8  # incoming messages held while waiting for an ack (each acked when dispatched)
+_TLS_POLL_MS = 250  # over TLS, how often an idle wait looks for a message (see wait_msg)
 
 
 def _timed_out(e):
@@ -199,7 +200,11 @@ class MQTTClient:
                 ka = self.keepalive * 500 - time.ticks_diff(time.ticks_ms(), self._last_tx)
                 if ka < left:
                     left = ka if ka > 0 else 0
-            p = self._read_packet(left)
+            # Over TLS the wait happens here, not in a read: a read that times out under
+            # mbedTLS leaves the port's TLS socket failed for good (extmod/modtls_mbedtls.c
+            # socket_read keeps the error in last_error); a non-blocking read only "wants read".
+            tls = self._sock is not self._raw
+            p = self._read_packet(0 if tls else left)
             if p is not None:
                 if p[0] == codec.PUBLISH:
                     self._dispatch(p)
@@ -207,6 +212,8 @@ class MQTTClient:
                 self._other(p)
             elif time.ticks_diff(time.ticks_ms(), start) >= timeout_ms:
                 return False
+            elif tls:
+                time.sleep_ms(left if left < _TLS_POLL_MS else _TLS_POLL_MS)
 
     # ---- internals --------------------------------------------------------------------------
     def _next_pid(self):
