@@ -105,6 +105,8 @@ class SimNode:
             "mah_per_day": mah_day,
             "battery_days": energy.battery_days(mah_day, b["capacity_mah"]) if b else None,
             "crashes": self.crashes,
+            # optical dust sensors wear out with laser hours (PMS5003: ~8,000 h)
+            "laser_on_s": sum(p.laser_on_us for p in self.board.peripherals if hasattr(p, "laser_on_us")) / 1e6,
         }
 
 

@@ -41,6 +41,11 @@ class Context:
         self.event = node.event
         self._node = node
 
+    def feed(self):
+        """Feed the watchdog: for an app whose measurement takes a while (a sensor's warm-up)."""
+        if self._node.wdt is not None:
+            self._node.wdt.feed()
+
     def set_config(self, patch):
         """Change the config by a merge patch (validated, written atomically, applied by a
         restart after the session, rolled back if the node then cannot report): a
@@ -70,6 +75,7 @@ class Node:
         self.report_now = False
         self.wifi_ms = None
         self.wlan = None
+        self.wdt = None  # machine.WDT once the wake or the loop started it
         mod = __import__("nodes." + cfg["type"])
         self.app = getattr(mod, cfg["type"]).setup(Context(self))
 
@@ -255,7 +261,7 @@ class Node:
 
     def wake_cycle(self):
         cfg = self.cfg
-        wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
+        wdt = self.wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
         self.take_sample()
         # seconds slept since the last report: the interval planned at each sleep ("si"), so
         # a node type that samples faster (a bin nearly full) still reports on time
@@ -307,7 +313,7 @@ class Node:
     # ---- mains: the loop ---------------------------------------------------------------------
     def run_forever(self):
         cfg = self.cfg
-        wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
+        wdt = self.wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
         feed_ms = cfg["wdt_s"] * 500
         now = time.ticks_ms()
         next_sample = now
