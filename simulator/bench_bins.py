@@ -47,6 +47,7 @@ def evaluate(sc: scenario.Scenario, messages: dict) -> dict:
     detected = missed = missed_low = false = 0
     latencies = []
     faults = 0
+    detect_delays = []
     crossings_total = full_false = flapping = 0
     for spec in sc.nodes:
         b = bins[spec.id]
@@ -66,11 +67,16 @@ def evaluate(sc: scenario.Scenario, messages: dict) -> dict:
             errors_fill.append(abs(r["fill"] - max(0.0, min(100.0, st["fill_pct"]))))
         emptied = [e["ts"] - sc.start_unix for e in events if e["event"] == "bin_emptied"]
         used = set()
-        for t_c, before in b.collections(until):
-            hit = [i for i, t in enumerate(emptied) if i not in used and 0 <= t - t_c <= EMPTIED_MATCH_S]
+        colls = b.collections(until)
+        for k, (t_c, before) in enumerate(colls):
+            # the first bin_emptied after the collection and before the next one is its
+            # detection (late when the sensor was blind: lid open, unplugged)
+            t_next = colls[k + 1][0] if k + 1 < len(colls) else until
+            hit = [i for i, t in enumerate(emptied) if i not in used and t_c <= t < t_next]
             if hit:
                 used.add(hit[0])
                 detected += 1
+                detect_delays.append(emptied[hit[0]] - t_c)
             elif before >= 40:
                 missed += 1
             else:
@@ -100,6 +106,8 @@ def evaluate(sc: scenario.Scenario, messages: dict) -> dict:
         "readings_compared": len(errors_depth),
         "collections_detected": detected, "collections_missed": missed,
         "collections_missed_below_40pct": missed_low, "collections_false": false,
+        "collection_detect_delay_median_s": statistics.median(detect_delays) if detect_delays else float("nan"),
+        "collection_detected_late": sum(1 for d in detect_delays if d > EMPTIED_MATCH_S),
         "bin_full_latency_median_s": statistics.median(latencies) if latencies else float("nan"),
         "bin_full_latency_max_s": max(latencies) if latencies else float("nan"),
         "bin_full_crossings_caught": len(latencies), "bin_full_crossings_total": crossings_total,
