@@ -905,6 +905,263 @@ class PWM:
         st["duty_u16"] = (d * 65535 + 511) // 1023
 
 
+# ---- Counter, Encoder (the PCNT) -------------------------------------------------------------
+# ports/esp32/modules/machine.py (v1.26+) builds machine.Counter and machine.Encoder in Python
+# over esp32.PCNT: one PCNT unit per id (0-7 on the ESP32), a singleton per unit shared by the
+# two classes ("PCNT in use" when the other class has the unit), the 16-bit hardware count
+# extended in software (so value() is an unbounded int: the fake has no overflow to model).
+# Counter: channel 0 counts `edge` (RISING=1, FALLING=2, or both) in `direction` (UP=1 adds,
+# DOWN=2 subtracts); on the ESP32 the direction is one of these constants, not a pin.
+# Encoder: channel 0 counts phase_a (falling +1, rising -1) while phase_b is high, and while
+# phase_b is low holds (phases=1) or counts reversed (phases 2 and 4); phases=4 adds channel 1
+# on phase_b (rising +1, falling -1, reversed while phase_a is low). Passing arguments
+# reconfigures the unit and zeroes it; Counter(id) alone returns the unit as it is; value(v)
+# returns the count and sets it to v; deinit() stops it (value() then raises RuntimeError).
+# How the fake sees the hardware:
+# - An edge is a change of the level the node reads on the pin, which Board.pin_update reports
+#   through the pin's "watch" (the unit chains itself after a watcher already there). A level
+#   a chip supplies as a function (board.pin_inputs) makes no edge the unit can see.
+# - Glitch filter: filter_ns becomes min(filter_ns * 80 // 1000, 1023) APB cycles of 12.5 ns
+#   (the port's conversion; the ESP32 filter threshold is 10 bits), so at most 12.79 us; a
+#   level that lasts less than that is ignored (ESP-IDF glitch filter `max_glitch_ns`). It is a
+#   filter against glitches, not against contact bounce (bounces last tens to hundreds of us).
+#   The control (mode) inputs are read unfiltered at the edge.
+# - Clock gating: the PCNT is a digital peripheral clocked from APB_CLK. "In light sleep mode,
+#   digital peripherals, most of the RAM, and CPUs are clock-gated ... Upon exit from light
+#   sleep, peripherals and CPUs resume operation, their internal state is preserved"; in deep
+#   sleep they are powered off (ESP-IDF "Sleep Modes", ESP32, v4.4). So the unit counts no edge
+#   that comes while the board spends light sleep, deep sleep or off, keeps its count across a
+#   light sleep, and ends at any reset. Assumption (no source): a level that changed during the
+#   sleep makes no edge when the clock resumes. Board.advance() does not publish the state of
+#   the span it spends, so the first unit wraps the board's advance() to remember it.
+_PCNT_UNITS = 8  # ESP32: PCNT units 0-7 (ESP32 TRM, Pulse Count Controller)
+
+
+def _pcnt_track(b):
+    # Remember the power state of the span board.advance() is spending (for clock gating).
+    if b.extra.get("pcnt_wrapped"):
+        return
+    b.extra["pcnt_wrapped"] = True
+    b.extra["pcnt_span"] = None
+    inner = b.advance
+
+    def advance(us, state=None):
+        ex = b.extra
+        prev = ex["pcnt_span"]
+        ex["pcnt_span"] = state if state is not None else b.state
+        try:
+            inner(us, state)
+        finally:
+            ex["pcnt_span"] = prev
+
+    b.advance = advance
+
+
+def _pcnt_clock_on(b):
+    st = b.extra.get("pcnt_span")
+    if st is None:
+        st = b.state
+    return st != simboard.LIGHT_SLEEP and st != simboard.DEEP_SLEEP and st != simboard.OFF
+
+
+def _pcnt_listen(b, pid, unit):
+    # One watcher per pin, installed once, hands each level change to the live units on it.
+    pins = b.extra.get("pcnt_pins")
+    if pins is None:
+        pins = {}
+        b.extra["pcnt_pins"] = pins
+    units = pins.get(pid)
+    if units is None:
+        units = []
+        pins[pid] = units
+        p = b.pin(pid)
+        prev = p["watch"]
+
+        def watch(board, q, level):
+            if prev is not None:
+                prev(board, q, level)
+            for u in list(units):
+                u._edge(q, level)
+
+        p["watch"] = watch
+    i = 0
+    while i < len(units):  # forget units of earlier boots or reconfigurations
+        if units[i] is unit or not units[i]._live():
+            units.pop(i)
+        else:
+            i += 1
+    units.append(unit)
+
+
+def _pcnt_unit(id, kind):
+    if not isinstance(id, int) or id < 0 or id >= _PCNT_UNITS:
+        raise ValueError("invalid unit")
+    r = _ram()
+    units = r.get("pcnt")
+    if units is None:
+        units = {}
+        r["pcnt"] = units
+    u = units.get(id)
+    if u is None:
+        u = _PcntUnit(kind)
+        units[id] = u
+    elif u._kind != kind:
+        raise ValueError("PCNT in use")
+    return u
+
+
+class _PcntUnit:
+    def __init__(self, kind):
+        self._kind = kind
+        self._boot = _board.boots
+        self._on = False
+        self._count = 0
+        self._filt_ns = 0
+        self._phases = 1
+        self._chans = ()  # (signal pid, control pid or None, rising, falling, low, high) actions
+        self._sig = {}  # signal pid -> [pid, filtered level, pending level or None, at us,
+        #                                 clock on at the edge, control levels at the edge]
+
+    def _live(self):
+        return self._on and self._boot == _board.boots
+
+    def _setup(self, chans, filter_ns, phases=1):
+        b = _board
+        cycles = filter_ns * 80 // 1000
+        cycles = 0 if cycles < 0 else (1023 if cycles > 1023 else cycles)
+        self._filt_ns = cycles * 25 // 2
+        self._chans = chans
+        self._phases = phases
+        self._count = 0
+        self._on = True
+        self._sig = {}
+        _pcnt_track(b)
+        for ch in chans:
+            s = ch[0]
+            if s not in self._sig:
+                self._sig[s] = [s, b.pin_level(s), None, 0, False, None]
+                _pcnt_listen(b, s, self)
+
+    def _edge(self, pid, level):
+        st = self._sig.get(pid)
+        if st is None or not self._live():
+            return
+        b = _board
+        now = b.clock.now_us
+        self._settle(st, now)
+        st[2] = None  # a pending level still there lasted less than the filter: a glitch
+        if level != st[1]:
+            st[2] = level
+            st[3] = now
+            st[4] = _pcnt_clock_on(b)
+            st[5] = [b.pin_level(ch[1]) if ch[1] is not None else 1 for ch in self._chans]
+            if self._filt_ns == 0:
+                self._settle(st, now)
+
+    def _settle(self, st, now):
+        if st[2] is None or (now - st[3]) * 1000 < self._filt_ns:
+            return
+        st[1] = st[2]
+        st[2] = None
+        if not st[4]:
+            return  # the clock was gated: the edge went unseen
+        level = st[1]
+        ctrl = st[5]
+        for i in range(len(self._chans)):
+            ch = self._chans[i]
+            if ch[0] != st[0]:
+                continue
+            act = ch[2] if level else ch[3]  # 0 hold, 1 increment, 2 decrement
+            if act == 0:
+                continue
+            d = 1 if act == 1 else -1
+            if ch[1] is not None:
+                mode = ch[5] if ctrl[i] else ch[4]  # 0 keep, 1 reverse, 2 hold
+                if mode == 2:
+                    continue
+                if mode == 1:
+                    d = -d
+            self._count += d
+
+    def _value(self, value):
+        if not self._live():
+            raise RuntimeError("not initialised")
+        now = _board.clock.now_us
+        for pid in self._sig:
+            self._settle(self._sig[pid], now)
+        v = self._count
+        if value is not None:
+            self._count = value
+        return v
+
+
+class Counter:
+    RISING = 1
+    FALLING = 2
+    UP = 1
+    DOWN = 2
+
+    def __init__(self, id, src=None, *, edge=None, direction=None, filter_ns=None):
+        # Defaults: edge=RISING, direction=UP, filter_ns=0 (no filter).
+        self._id = id
+        u = _pcnt_unit(id, "Counter")
+        if src is None:
+            if edge is not None or direction is not None or filter_ns is not None or not u._live():
+                raise TypeError("src required")
+            return
+        self.init(src, edge=edge, direction=direction, filter_ns=filter_ns)
+
+    def init(self, src, *, edge=None, direction=None, filter_ns=None):
+        edge = 1 if edge is None else edge
+        direction = 1 if direction is None else direction
+        if direction != 1 and direction != 2:
+            raise ValueError("direction")
+        rising = direction if edge & 1 else 0
+        falling = direction if edge & 2 else 0
+        _pcnt_unit(self._id, "Counter")._setup(((_pin_id(src), None, rising, falling, 0, 0),),
+                                               filter_ns or 0)
+
+    def value(self, value=None):
+        return _pcnt_unit(self._id, "Counter")._value(value)
+
+    def deinit(self):
+        _pcnt_unit(self._id, "Counter")._on = False
+
+
+class Encoder:
+    def __init__(self, id, phase_a=None, phase_b=None, *, filter_ns=None, phases=None):
+        # Defaults: filter_ns=0, phases=1.
+        self._id = id
+        u = _pcnt_unit(id, "Encoder")
+        if phase_a is None:
+            if phase_b is not None or filter_ns is not None or phases is not None or not u._live():
+                raise TypeError("phase_a, phase_b required")
+            return
+        self.init(phase_a, phase_b, filter_ns=filter_ns, phases=phases)
+
+    def init(self, phase_a, phase_b, *, filter_ns=None, phases=None):
+        phases = 1 if phases is None else phases
+        if phases not in (1, 2, 4):
+            raise ValueError("phases")
+        a = _pin_id(phase_a)
+        b = _pin_id(phase_b)
+        # channel 0: a rising -> decrement (2), falling -> increment (1); b low -> hold (2) or
+        # reverse (1), b high -> keep (0). channel 1 (phases=4): b rising +, falling -, a low reverses.
+        chans = [(a, b, 2, 1, 2 if phases == 1 else 1, 0)]
+        if phases == 4:
+            chans.append((b, a, 1, 2, 1, 0))
+        _pcnt_unit(self._id, "Encoder")._setup(tuple(chans), filter_ns or 0, phases)
+
+    def value(self, value=None):
+        return _pcnt_unit(self._id, "Encoder")._value(value)
+
+    def deinit(self):
+        _pcnt_unit(self._id, "Encoder")._on = False
+
+    def phases(self):
+        return _pcnt_unit(self._id, "Encoder")._phases
+
+
 # ---- functions -------------------------------------------------------------------------------
 def reset():
     raise simboard.HardReset()
