@@ -197,10 +197,27 @@ def air_quality_figures() -> None:
         "%.0f days on 3,000 mAh; laser %.0f h/year)" % (b["battery_days"], b["laser_h_per_year"]))
 
 
+def water_meter_figures() -> None:
+    from simulator import bench_water
+
+    rates = bench_water.max_rates()
+    fig("water_max_lossless_pulse_rate_irq", rates["irq"], "Hz (light sleep, software debounce, reed bounce 0.5-3 ms; "
+        "simulator timing model: ticks_ms granularity and the hold-off, no wake latency)")
+    fig("water_max_lossless_pulse_rate_counter", rates["counter"], "Hz (PCNT, mains: awake)")
+    s = bench_water.summary()
+    fig("water_leak_latency_median", s["leak_latency_median_h"], "h (max %.1f; missed %d of 30; 2-20 l/h leaks; the "
+        "rule needs 24 h without an hour of zero flow)" % (s["leak_latency_max_h"], s["leaks_missed"]))
+    fig("water_false_leak_alarms", s["false_leaks"], "in %d normal household-days (target 0)" % s["household_days"])
+    for board in ("lolin-d32", "firebeetle-esp32"):
+        fig("water_mah_per_day_" + board, bench_water.energy(board), "mAh/day (battery, light sleep between "
+            "pulses, 6-h reports)")
+
+
 def main() -> int:
     core_figures()
     fill_level_figures()
     air_quality_figures()
+    water_meter_figures()
     wall1, speed1 = sim_speed(1)
     fig("sim_speed_1_node_24h", speed1, "virtual s per wall s")
     jobs = os.cpu_count() or 1

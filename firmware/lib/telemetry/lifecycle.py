@@ -41,6 +41,15 @@ class Context:
         self.event = node.event
         self._node = node
 
+    def reading(self, r):
+        """Spool one more reading now (an app with several to give from one sample)."""
+        return self._node._accept(self._node._stamp(r))
+
+    def persist(self):
+        """Write the RTC state now (it is otherwise written once per loop or wake): for a
+        count that must survive a reset at any moment."""
+        rtcstate.save(self._node.rs)
+
     def feed(self):
         """Feed the watchdog: for an app whose measurement takes a while (a sensor's warm-up)."""
         if self._node.wdt is not None:
@@ -76,6 +85,8 @@ class Node:
         self.wifi_ms = None
         self.wlan = None
         self.wdt = None  # machine.WDT once the wake or the loop started it
+        self.wake_t0 = time.ticks_add(0, 0)  # ticks at the start of this wake: the boot (0) for a deep-sleep wake
+        self.looping = False  # run_forever() keeps "up" itself
         mod = __import__("nodes." + cfg["type"])
         self.app = getattr(mod, cfg["type"]).setup(Context(self))
 
@@ -113,7 +124,7 @@ class Node:
         cfg = self.cfg
         if cfg["wifi"]:
             start = time.ticks_ms()
-            left = cfg["net_budget_s"] * 1000 - time.ticks_diff(start, 0) if self.battery else None
+            left = cfg["net_budget_s"] * 1000 - time.ticks_diff(start, self.wake_t0) if self.battery else None
             self.wlan = wifi.connect(cfg["wifi"], self.rs, self.battery, left)
             if self.wlan is None:
                 print("network: Wi-Fi did not connect; readings stay in the spool")
@@ -184,16 +195,22 @@ class Node:
                 return False
         return True
 
+    def uptime_s(self):
+        # a deep-sleep node adds "up" at each sleep, so this wake's seconds are not in it yet;
+        # a node in the loop adds them as it goes
+        return self.rs.get("up", 0) + (_awake_s() if self.battery and not self.looping else 0)
+
     def over_budget(self):
-        """A battery node's time awake in this wake (ticks restart at each boot) against its
-        net_budget_s: a slow broker or a long backlog cannot drain the cell."""
-        return self.battery and time.ticks_diff(time.ticks_ms(), 0) > self.cfg["net_budget_s"] * 1000
+        """A battery node's time awake in this wake (since the boot of a deep-sleep wake, or the
+        start of a light-sleep node's session) against its net_budget_s: a slow broker or a long
+        backlog cannot drain the cell."""
+        return self.battery and time.ticks_diff(time.ticks_ms(), self.wake_t0) > self.cfg["net_budget_s"] * 1000
 
     def health(self):
         rssi = wifi.rssi(self.wlan) if self.wlan is not None else None
         f = {"batt_mv": batt.millivolts(self.prof), "rssi": rssi,
              "heap_free": gc.mem_free(), "reset": _CAUSES.get(machine.reset_cause(), "unknown"),
-             "uptime_s": self.rs.get("up", 0) + (_awake_s() if self.battery else 0), "boots": self.rs["w"],
+             "uptime_s": self.uptime_s(), "boots": self.rs["w"],
              "spool": self.spool.count, "dropped": self.spool.dropped + self.rs.get("lost", 0),
              "crashes": self.rs.get("crashes", 0), "wifi_ms": self.wifi_ms}
         self.tx.publish(messages.topic(self.cfg, "health"), messages.health(self.cfg, f), 0)
@@ -220,7 +237,7 @@ class Node:
             return
         ok, error, result = True, None, None
         if cmd == "ping":
-            result = {"uptime_s": self.rs.get("up", 0) + (_awake_s() if self.battery else 0),
+            result = {"uptime_s": self.uptime_s(),
                       "seq": self.spool.next_seq}
         elif cmd == "reboot":
             self.after = "reboot"
@@ -311,10 +328,17 @@ class Node:
                 self.after = "reboot"
 
     # ---- mains: the loop ---------------------------------------------------------------------
-    def run_forever(self):
+    def run_forever(self, keep_session=True):
+        """The loop of a node that stays up. keep_session (mains): the MQTT session stays open
+        and commands arrive at once. Without it (a battery node whose app must stay awake, a
+        water meter counting pulses): the node connects only when a report is due or an event
+        fires, closes the session after it, and spends the time between in the app's idle()
+        (light sleep), the radio off."""
         cfg = self.cfg
+        self.looping = True
         wdt = self.wdt = machine.WDT(timeout=cfg["wdt_s"] * 1000)
         feed_ms = cfg["wdt_s"] * 500
+        idle = getattr(self.app, "idle", None)
         now = time.ticks_ms()
         next_sample = now
         next_report = now
@@ -329,10 +353,16 @@ class Node:
             if time.ticks_diff(now, next_sample) >= 0:
                 self.take_sample()
                 next_sample = time.ticks_add(next_sample, cfg["sample_s"] * 1000)
-            if not self.tx.connected and time.ticks_diff(now, next_try) >= 0:
+            due = time.ticks_diff(now, next_report) >= 0 or self.report_now
+            # next_try matters only after a failure: a stale one would read as the future once
+            # ticks_ms has moved on by half its period (6.2 days)
+            retry_ok = fails == 0 or time.ticks_diff(now, next_try) >= 0
+            if not self.tx.connected and retry_ok and (keep_session or due):
+                self.wake_t0 = now  # a battery node's network budget counts from here
                 if self.connect():
                     fails = 0
-                    self.tx.publish(messages.topic(cfg, "status"), messages.status(cfg, "online", True), 1, True)
+                    if keep_session:
+                        self.tx.publish(messages.topic(cfg, "status"), messages.status(cfg, "online", True), 1, True)
                 else:
                     fails += 1
                     self.close(None)
@@ -342,22 +372,27 @@ class Node:
                         machine.reset()
                     back = min(5000 << min(fails, 16), cfg["backoff_max_s"] * 1000)
                     next_try = time.ticks_add(now, back - random.getrandbits(8) * back // 2560)
-            if self.tx.connected and (time.ticks_diff(now, next_report) >= 0 or self.report_now):
+            if self.tx.connected and due:
                 self.report_now = False
                 if self.deliver():
                     self.health()
                 next_report = time.ticks_add(now, cfg["report_s"] * 1000)
                 if self.wlan is not None:
                     self.sync_clock()
+                if not keep_session:
+                    self.listen(_POLL_MS)
+                    self.close(messages.status(cfg, "sleeping", True, clock.now() + cfg["report_s"]))
             self.rs["crash"] = 0
             rtcstate.save(self.rs)
             wdt.feed()
             gc.collect()
-            wait = min(time.ticks_diff(next_sample, time.ticks_ms()), feed_ms)
+            wait = max(0, min(time.ticks_diff(next_sample, time.ticks_ms()), feed_ms))
             if self.tx.connected:
-                self.listen(max(0, wait))
+                self.listen(wait)
+            elif idle is not None:
+                idle(wait)
             else:
-                time.sleep_ms(max(0, wait))
+                time.sleep_ms(wait)
             if self.after == "reboot":
                 self.close(messages.status(cfg, "offline", True, None, "reboot"))
                 machine.reset()
@@ -422,10 +457,10 @@ def main():
     battery = battery_powered(cfg, prof)
     try:
         node = Node(cfg, prof, rs, battery)
-        if battery:
+        if battery and not getattr(node.app, "STAYS_AWAKE", False):
             node.wake_cycle()
         else:
-            node.run_forever()
+            node.run_forever(keep_session=not battery)
     except Exception as e:
         # Count the crash in RTC memory (it survives the reset), then restart.
         rs["crash"] = rs.get("crash", 0) + 1
