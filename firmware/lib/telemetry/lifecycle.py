@@ -85,7 +85,7 @@ class Node:
         self.wifi_ms = None
         self.wlan = None
         self.wdt = None  # machine.WDT once the wake or the loop started it
-        self.wake_t0 = time.ticks_add(0, 0)  # ticks at the start of this wake: the boot (0) for a deep-sleep wake
+        self.wake_t0 = time.ticks_ms()  # the start of this wake (a deep-sleep wake: the firmware start)
         self.looping = False  # run_forever() keeps "up" itself
         mod = __import__("nodes." + cfg["type"])
         self.app = getattr(mod, cfg["type"]).setup(Context(self))
