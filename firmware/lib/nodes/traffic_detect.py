@@ -256,7 +256,7 @@ class Detector:
         self.busy = 0
         ring = self.ring
         i = self.ri
-        if self.rn >= self.guard and self.quiet > self.guard:
+        if self.rn >= self.guard:
             self._ema(ring[i], ring[i + 1], ring[i + 2])
         elif self.rn < self.guard:
             self.rn += 1
@@ -291,18 +291,27 @@ class Detector:
 
     def _steady(self, t):
         # While a vehicle is present: since when has its field stayed within thr_off of one
-        # level? That long (absorb_s) and it has stopped over the sensor for good.
+        # level? That long (absorb_s) and it has stopped over the sensor for good. The level
+        # is the block mean after a change, taken again from the next block (the first one
+        # may still hold the vehicle's last movement).
         ref = self.ref
         if self.ref_ok and abs(self.mx - ref[0]) + abs(self.my - ref[1]) + abs(self.mz - ref[2]) <= self.thr_off:
+            if self.ref_ok == 2:
+                self._ref()
+                self.ref_ok = 1
             if tdiff(t, self.t_st) >= self.absorb:
                 return self._absorb(t)
             return 0
+        self._ref()
+        self.ref_ok = 2
+        self.t_st = t
+        return 0
+
+    def _ref(self):
+        ref = self.ref
         ref[0] = self.mx
         ref[1] = self.my
         ref[2] = self.mz
-        self.ref_ok = 1
-        self.t_st = t
-        return 0
 
     def _absorb(self, t):
         self.st = 0
