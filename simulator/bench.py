@@ -213,11 +213,31 @@ def water_meter_figures() -> None:
             "pulses, 6-h reports)")
 
 
+def traffic_figures() -> None:
+    from simulator import bench_traffic
+
+    for rate in (200, 800, 1800):
+        r = bench_traffic.run(rate)
+        fig("traffic_count_accuracy_%d_vph" % rate, r["accuracy_pct"], "%% (%d counted of %d, 20 min, one lane; "
+            "target >= 98)" % (r["counted"], r["truth"]))
+        fig("traffic_mean_speed_error_%d_vph" % rate, r["speed_err_kmh"], "km/h (interval means; target <= 5)")
+        fig("traffic_class_agreement_%d_vph" % rate, r["class_agreement_pct"], "% (length-class counts vs truth)")
+    try:
+        from simulator import bench_traffic_cost
+
+        for kind in ("qmc5883l", "hmc5883l"):
+            fig("traffic_read_cost_wasi_" + kind, bench_traffic_cost.read_into_cost_us(kind, 200),
+                "us per sample read in the WASI MicroPython on this host (not an ESP32 figure)")
+    except Exception as e:  # the cost bench needs the WASI runtime
+        print("traffic_read_cost_wasi: unavailable (%r)" % (e,))
+
+
 def main() -> int:
     core_figures()
     fill_level_figures()
     air_quality_figures()
     water_meter_figures()
+    traffic_figures()
     wall1, speed1 = sim_speed(1)
     fig("sim_speed_1_node_24h", speed1, "virtual s per wall s")
     jobs = os.cpu_count() or 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 _MP_DIR = str(Path(__file__).resolve().parent / "mp")
 
-WORLDS = {"fill_level": "world_bins", "air_quality": "world_air", "water_meter": "world_water"}
+WORLDS = {"fill_level": "world_bins", "air_quality": "world_air", "water_meter": "world_water", "traffic": "world_road"}
 
 
 def module_name(node_type: str) -> str | None:

@@ -45,6 +45,12 @@ class Context:
         """Spool one more reading now (an app with several to give from one sample)."""
         return self._node._accept(self._node._stamp(r))
 
+    def listen(self, ms):
+        """Take the commands that came (for up to ms) when a session is open: for an app with
+        its own loop."""
+        if self._node.tx.connected:
+            self._node.listen(ms)
+
     def persist(self):
         """Write the RTC state now (it is otherwise written once per loop or wake): for a
         count that must survive a reset at any moment."""
@@ -387,10 +393,10 @@ class Node:
             wdt.feed()
             gc.collect()
             wait = max(0, min(time.ticks_diff(next_sample, time.ticks_ms()), feed_ms))
-            if self.tx.connected:
+            if idle is not None:
+                idle(wait)  # the app's own waiting (counting pulses, sampling); it polls MQTT
+            elif self.tx.connected:
                 self.listen(wait)
-            elif idle is not None:
-                idle(wait)
             else:
                 time.sleep_ms(wait)
             if self.after == "reboot":
