@@ -222,3 +222,20 @@ def test_same_messages_in_micropython():
         assert events(sim.by_id["park-1"], "fire_risk")
     finally:
         sim.close()
+
+
+def test_an_overfilled_bin_in_the_blind_zone_is_full_not_faulty():
+    """Waste heaped into the JSN-SR04T's blind zone (250 mm) gives no echo: the node reports
+    the bin full (blind) instead of raising sensor_fault again and again."""
+    sc = bins(30, [group("bin-{n}", HOME, {"use": "home", "start_pct": 90, "litres_per_day": 150,
+                                            "collection": {"days": [6], "hour": 7, "skip_prob": 0}})])
+    sim = engine.Simulation(sc)
+    try:
+        sim.run()
+        n = sim.nodes[0]
+        blind = [r for r in readings(n) if r.get("blind")]
+        assert blind and all(r["fill"] == 100 for r in blind)
+        assert not events(n, "sensor_fault")
+        assert len(events(n, "bin_full")) == 1
+    finally:
+        sim.close()
