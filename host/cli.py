@@ -128,6 +128,11 @@ def main(argv=None) -> int:
     s.add_argument("--timeline", action="append", metavar="NODE",
                    help="also print each report of NODE (repeatable)")
     s.set_defaults(func=cmd_simulate)
+    # the host tools, each in its own module
+    from host import boardserve, collector, fleet, provision, route
+
+    for tool in (boardserve, collector, fleet, route, provision):
+        tool.register(sub)
     args = p.parse_args(argv)
     return args.func(args)
 

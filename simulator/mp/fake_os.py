@@ -234,8 +234,23 @@ def sync():
     pass
 
 
+class _Uname:
+    # os.uname() on the port: a tuple with named fields
+    sysname = "esp32"
+    nodename = "esp32"
+    release = "1.29.0"
+    version = "v1.29.0 on 2026-01-01"
+    machine = "Generic ESP32 module with ESP32"
+
+    def __getitem__(self, i):
+        return (self.sysname, self.nodename, self.release, self.version, self.machine)[i]
+
+    def __len__(self):
+        return 5
+
+
 def uname():
-    return ("esp32", "esp32", "1.29.0", "v1.29.0 (simulated)", "ESP32 module with ESP32")
+    return _Uname()
 
 
 def urandom(n):

@@ -5,7 +5,17 @@ platform = "esp32"
 byteorder = "little"
 maxsize = 2147483647
 version = "3.4.0; MicroPython v1.29.0 (simulated)"
-implementation = ("micropython", (1, 29, 0, ""), "simulated ESP32", 0x0a06)
+class _Implementation:
+    # The port's sys.implementation (attributes, as mpremote and mpy tools read them). _mpy:
+    # .mpy version 6, sub-version 3, architecture xtensawin (10) in bits 10-13, as
+    # py/persistentcode.h packs it: 6 | 3 << 8 | 10 << 10 = 11014.
+    name = "micropython"
+    version = (1, 29, 0, "")
+    _machine = "Generic ESP32 module with ESP32"
+    _mpy = 11014
+
+
+implementation = _Implementation()
 path = ["", ".frozen", "/lib"]
 modules = {}
 argv = []

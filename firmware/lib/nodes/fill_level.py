@@ -102,12 +102,12 @@ class App:
             # Waste heaped into the ultrasonic sensor's blind zone gives no usable echo: a bin
             # last seen full is over full, not a faulty sensor (no sensor_fault flapping while
             # it stays so; a collection brings the echo back).
-            r = {"fill": 100, "q": 0, "blind": 1}
+            over = {"fill": 100, "q": 0, "blind": 1}  # type: dict
             if t10 is not None:
-                r["temp_c"] = t10 / 10
+                over["temp_c"] = t10 / 10
             for ev in fill_logic.step(self.st, self.rules, now, None, t10):
                 self.ctx.event(ev[0], ev[1], ev[2])
-            return r
+            return over
         for ev in fill_logic.fault_step(self.st, self.rules, got is not None):
             self.ctx.event(ev[0], ev[1], ev[2] if err is None else dict(ev[2], error=err))
         r = {}
