@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/townsense simulate heartbeat-town --broker embedded --timeline hb-03
+	$(VENV)/bin/townsense demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -129,9 +129,9 @@ def main(argv=None) -> int:
                    help="also print each report of NODE (repeatable)")
     s.set_defaults(func=cmd_simulate)
     # the host tools, each in its own module
-    from host import boardserve, collector, fleet, provision, route
+    from host import boardserve, collector, demo, fleet, provision, route
 
-    for tool in (boardserve, collector, fleet, route, provision):
+    for tool in (demo, boardserve, collector, fleet, route, provision):
         tool.register(sub)
     args = p.parse_args(argv)
     return args.func(args)
