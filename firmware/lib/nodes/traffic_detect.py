@@ -7,10 +7,10 @@
 # (S. Y. Cheung, S. Coleri, B. Dundar, S. Ganesh, C.-W. Tan, P. Varaiya, "Traffic measurement
 # and vehicle classification with a single magnetic sensor", PATH working paper
 # UCB-ITS-PWP-2004-7 / TRB 2005; S. Y. Cheung, P. Varaiya, "Traffic surveillance by wireless
-# sensor networks", PATH report UCB-ITS-PRR-2007-4): an adaptive baseline that tracks the slow
-# drift of the background field and is updated only while no vehicle is detected, thresholds
-# on the deviation from it, and a state machine with a hold-over that merges the peaks of one
-# vehicle. Speed from two sensors a known distance apart: the time between their detections
+# sensor networks", California PATH research report, 2007): an adaptive baseline that tracks
+# the slow drift of the background field and is updated only while no vehicle is detected,
+# thresholds on the deviation from it, and a state machine with a hold-over that merges the
+# peaks of one vehicle. Speed from two sensors a known distance apart: the time between their detections
 # (same sources). The code is our own.
 #
 # The per-sample path allocates nothing (a functional requirement, tested in the WASI
@@ -27,8 +27,8 @@ WARN = "warning"  # the event levels of schemas/event.json
 INFO = "info"
 
 DEFAULTS = {
-    # Raw counts of a QMC5883L at +-8 G (3000 LSB/G; REFERENCE.md): 90 = 30 mG of L1 deviation,
-    # 15 times its 2 mG resolution. At +-2 G (12000 LSB/G) multiply by 4. Tune on site.
+    # Raw counts of a QMC5883L at +-8 G (datasheet: 3000 LSB/G, 2 mG field resolution): 90 =
+    # 30 mG of L1 deviation. At +-2 G (12000 LSB/G) multiply by 4. Tune on site.
     "thr_on": 90,          # deviation (L1, raw counts) that starts a vehicle
     "thr_off": 45,         # below this the field counts as empty road (hysteresis: < thr_on)
     "min_on_ms": 20,       # a shorter detection is a spike, not a vehicle
@@ -36,7 +36,7 @@ DEFAULTS = {
     "absorb_s": 180,       # a vehicle whose field stays steady this long becomes the baseline
     "base_tau_s": 4,       # time constant of the baseline (rounded to a power of two of blocks)
     "guard_ms": 2000,      # the baseline learns only from samples this old with no vehicle since
-    "zone_mm": 1000,       # detection zone length (site calibration, may be < 0): speed x occupancy - this = length
+    "zone_mm": 1000,       # detection zone (site calibration, may be < 0): length = speed x occ - zone
     "min_kmh": 5,          # pair_match: slower or faster is implausible
     "max_kmh": 200,
     "pair_tol_pct": 50,    # the rising- and falling-edge lags may differ by this share...
@@ -256,7 +256,7 @@ class Detector:
         self.busy = 0
         ring = self.ring
         i = self.ri
-        if self.rn >= self.guard:
+        if self.rn >= self.guard and self.quiet > self.guard:
             self._ema(ring[i], ring[i + 1], ring[i + 2])
         elif self.rn < self.guard:
             self.rn += 1
