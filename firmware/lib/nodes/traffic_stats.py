@@ -5,8 +5,8 @@
 #
 # Length classes: a four-bin scheme (two-wheelers, cars, vans, trucks and buses) in the shape
 # of the length-based schemes recommended for the US Traffic Monitoring Guide (motorcycles /
-# short / medium / long: Hallenbeck et al., "Length-Based Vehicle Classification Schemes and
-# Length Bin Boundaries", Transportation Research Record 2339, 2013), with metric boundaries of
+# short / medium / long: "Length-Based Vehicle Classification Schemes and Length Bin
+# Boundaries", Transportation Research Record 2339, pp. 19-29, 2013), with metric boundaries of
 # our own choosing for European vehicles: below 2.5 m no car fits (the shortest city cars are
 # about 2.5 m), 5.5 m is beyond the longest cars and 7.5 m is the usual length of a rigid 3.5 t
 # van or motorhome; a boundary belongs to the longer class.
