@@ -259,6 +259,8 @@ class Collector:
         if any(rc.is_failure for rc in reason_codes):
             self.log("the broker refused the subscription to %s/+/+" % self.prefix)
             return
+        if not self.subscribed.is_set():
+            self.log("subscribed to %s/+/+" % self.prefix)
         self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):

@@ -272,6 +272,7 @@ def test_cli_collects_until_stopped(mosquitto, tmp_path):
 
     try:
         assert until("connected to %s (session new)" % mosquitto.url), seen
+        assert until("subscribed to townsense/+/+"), seen
         pub = publisher(mosquitto.port)
         publish(pub, "townsense/hb-1/telemetry", {"v": 1, "node": "hb-1", "type": "heartbeat", "fw": "0.2.0",
                                                   "r": [{"seq": 0, "ts": 1780272000, "wakes": 1, "chip_c": 30}]})
