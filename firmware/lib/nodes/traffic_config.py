@@ -7,10 +7,10 @@ SCHEMA = {
     "interval_s": ("int", False, 300, 60, 3600, None, None),
     # raw counts of the chip (QMC5883L +-8 G: 3000 LSB/G); the defaults suit a sensor 1.8 m from
     # the near lane's centre (calibrated in the simulator's road world: docs/traffic.md)
-    "thr_on": ("int", False, 150, 5, 30000, None, None),
-    "thr_off": ("int", False, 110, 2, 30000, None, None),
+    "thr_on": ("int", False, 110, 5, 30000, None, None),
+    "thr_off": ("int", False, 100, 2, 30000, None, None),
     "zone_mm": ("int", False, 5000, -5000, 20000, None, None),  # field's reach along the lane
-    "min_gap_ms": ("int", False, 100, 20, 2000, None, None),  # a shorter quiet spell: one vehicle
+    "min_gap_ms": ("int", False, 40, 20, 2000, None, None),  # a shorter quiet spell: one vehicle
 }
 
 
