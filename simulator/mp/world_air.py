@@ -40,9 +40,8 @@ Public API:
 """
 import math
 
-HOUR_S = 3600
-DAY_S = 86400
-_M32 = 0xFFFFFFFF
+from worldkit import DAY_S, HOUR_S, M32, XorShift32, get, intervals, mix32
+
 # 1970-01-01 was a Thursday: weekday (0 = Monday) of absolute day D is (D + 3) % 7.
 _EPOCH_WEEKDAY = 3
 _YEAR_D = 365.2425
@@ -109,45 +108,16 @@ _MAGNUS_C = 243.12  # e = 6.112 hPa * exp(17.62 t / (243.12 + t)), t in degC
 _CACHE_MAX = 6000
 
 
-def _mix32(x):
-    # 32-bit avalanche mixer (the MurmurHash3 finaliser constants).
-    x &= _M32
-    x ^= x >> 16
-    x = (x * 0x85EBCA6B) & _M32
-    x ^= x >> 13
-    x = (x * 0xC2B2AE35) & _M32
-    x ^= x >> 16
-    return x
-
-
-class _Rng:
+class _Rng(XorShift32):
     """xorshift32 (Marsaglia 2003, shifts 13, 17, 5), seeded from (seed, index, stream)."""
 
     def __init__(self, seed, index, stream):
-        x = _mix32(_mix32(seed) ^ 0x9E3779B9)
-        x = _mix32(x ^ ((seed >> 32) & _M32))
-        x = _mix32(x ^ (index & _M32))
-        x = _mix32(x ^ ((index >> 32) & _M32))
-        x = _mix32(x ^ stream)
+        x = mix32(mix32(seed) ^ 0x9E3779B9)
+        x = mix32(x ^ ((seed >> 32) & M32))
+        x = mix32(x ^ (index & M32))
+        x = mix32(x ^ ((index >> 32) & M32))
+        x = mix32(x ^ stream)
         self.x = x if x else 0x6D2B79F5
-
-    def u(self):
-        """Uniform in [0, 1)."""
-        x = self.x
-        x ^= (x << 13) & _M32
-        x ^= x >> 17
-        x ^= (x << 5) & _M32
-        self.x = x
-        return x / 4294967296.0
-
-    def uniform(self, lo, hi):
-        return lo + (hi - lo) * self.u()
-
-    def gauss(self):
-        """Standard normal (Box-Muller)."""
-        u1 = self.u()
-        u2 = self.u()
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
 
 
 def _tanh(x):
@@ -185,13 +155,8 @@ def _saturation_hpa(t_c):
     return 6.112 * math.exp(_MAGNUS_B * t_c / (_MAGNUS_C + t_c))
 
 
-def _get(params, key, default):
-    v = params.get(key)
-    return default if v is None else v
-
-
 def _pair(params, key, default):
-    v = _get(params, key, default)
+    v = get(params, key, default)
     if len(v) != 2:
         raise ValueError("%s: give [lo, hi]" % key)
     lo = float(v[0])
@@ -202,23 +167,10 @@ def _pair(params, key, default):
 
 
 def _nonneg(params, key, default):
-    v = float(_get(params, key, default))
+    v = float(get(params, key, default))
     if not v >= 0.0:  # also refuses NaN
         raise ValueError("%s must be >= 0" % key)
     return v
-
-
-def _intervals(spec, name):
-    out = []
-    for item in spec or ():
-        if len(item) != 2:
-            raise ValueError("%s: each entry is [start_h, dur_h]" % name)
-        s = float(item[0]) * HOUR_S
-        d = float(item[1]) * HOUR_S
-        if d < 0:
-            raise ValueError("%s: negative duration" % name)
-        out.append((s, s + d))
-    return out
 
 
 class Site:
@@ -245,7 +197,7 @@ class Site:
         self.traffic_coarse = _nonneg(p, "traffic_coarse", d["traffic_coarse"])
         self.bg_season = min(_nonneg(p, "bg_season", 0.25), 0.9)
         self.noise_sigma = _nonneg(p, "noise_sigma", 0.3)
-        tau = float(_get(p, "noise_tau_h", 6.0))
+        tau = float(get(p, "noise_tau_h", 6.0))
         if not 0.1 <= tau <= 100.0:
             raise ValueError("noise_tau_h must be in 0.1..100")
         # AR(1) with phi = exp(-1 h / tau), written as its moving average truncated where
@@ -270,14 +222,14 @@ class Site:
             if dur <= 0 or peak < 0:
                 raise ValueError("episodes: dur_h must be > 0 and peak_ugm3 >= 0")
             self._sched_epi.append((s, s + dur, peak))
-        self._dead = _intervals(p.get("pm_dead"), "pm_dead")
-        self._unplugged = _intervals(p.get("bme_unplugged"), "bme_unplugged")
+        self._dead = intervals(p.get("pm_dead"), "pm_dead")
+        self._unplugged = intervals(p.get("bme_unplugged"), "bme_unplugged")
         self.pm_noise = _nonneg(p, "pm_noise", 0.05)
         self.corrupt = min(_nonneg(p, "corrupt", 0.0005), 1.0)
         self.drop = min(_nonneg(p, "drop", 0.0005), 1.0)
 
         # ---- weather
-        self.temp_mean_c = float(_get(p, "temp_mean_c", 10.0))
+        self.temp_mean_c = float(get(p, "temp_mean_c", 10.0))
         self.temp_season_c = _nonneg(p, "temp_season_c", 8.0)
         self.temp_range_w = _nonneg(p, "temp_range_winter_c", 5.0)
         self.temp_range_s = _nonneg(p, "temp_range_summer_c", 10.0)
@@ -286,9 +238,9 @@ class Site:
         self.dep_s = _nonneg(p, "dewpoint_dep_summer_c", 3.0)
         self.fog_w = min(_nonneg(p, "fog_prob_winter", 0.25), 1.0)
         self.fog_s = min(_nonneg(p, "fog_prob_summer", 0.05), 1.0)
-        self.hpa_mean = float(_get(p, "hpa_mean", 1013.25))
+        self.hpa_mean = float(get(p, "hpa_mean", 1013.25))
         self.hpa_sigma = _nonneg(p, "hpa_sigma", 8.0)
-        self.altitude_m = float(_get(p, "altitude_m", 0.0))
+        self.altitude_m = float(get(p, "altitude_m", 0.0))
         if not -100.0 <= self.altitude_m <= 3000.0:
             raise ValueError("altitude_m must be in -100..3000")
         # barometric formula of the ICAO standard atmosphere (troposphere)
@@ -296,7 +248,7 @@ class Site:
 
         # ---- calendar: local day index and position of t_s = 0; absolute hour of t_s = 0
         self.start_unix = int(start_unix)
-        loc = self.start_unix + int(float(_get(p, "tz_h", 0)) * HOUR_S)
+        loc = self.start_unix + int(float(get(p, "tz_h", 0)) * HOUR_S)
         self._d0 = loc // DAY_S
         self._s0 = loc - self._d0 * DAY_S
         self._h0 = self.start_unix // HOUR_S

@@ -38,9 +38,8 @@ T = (uv - 500000) / 10000 degC. The fake sensor is always powered and ideal (par
 """
 import math
 
-DAY_S = 86400
-HOUR_S = 3600
-_M32 = 0xFFFFFFFF
+from worldkit import DAY_S, HOUR_S, M32, XorShift32, get, intervals, mix32
+
 # 1970-01-01 was a Thursday: weekday (0 = Monday) of absolute day D is (D + 3) % 7.
 _EPOCH_WEEKDAY = 3
 # Peak of the park season: 2024-07-15 as days since 1970-01-01.
@@ -112,60 +111,15 @@ _FIRE_PEAK_C = (70.0, 90.0)
 _TMP36_RANGE_C = (-40.0, 150.0)
 
 
-def _mix32(x):
-    # 32-bit avalanche mixer (the MurmurHash3 finaliser constants).
-    x &= _M32
-    x ^= x >> 16
-    x = (x * 0x85EBCA6B) & _M32
-    x ^= x >> 13
-    x = (x * 0xC2B2AE35) & _M32
-    x ^= x >> 16
-    return x
-
-
-class _Rng:
+class _Rng(XorShift32):
     """xorshift32 (Marsaglia 2003, shifts 13, 17, 5), seeded from (seed, day, stream)."""
 
     def __init__(self, seed, day, stream):
-        x = _mix32(_mix32(seed) ^ 0x9E3779B9)
-        x = _mix32(x ^ ((seed >> 32) & _M32))
-        x = _mix32(x ^ (day & _M32))
-        x = _mix32(x ^ stream)
+        x = mix32(mix32(seed) ^ 0x9E3779B9)
+        x = mix32(x ^ ((seed >> 32) & M32))
+        x = mix32(x ^ (day & M32))
+        x = mix32(x ^ stream)
         self.x = x if x else 0x6D2B79F5
-
-    def u(self):
-        """Uniform in [0, 1)."""
-        x = self.x
-        x ^= (x << 13) & _M32
-        x ^= x >> 17
-        x ^= (x << 5) & _M32
-        self.x = x
-        return x / 4294967296.0
-
-    def uniform(self, lo, hi):
-        return lo + (hi - lo) * self.u()
-
-    def expo(self):
-        """Exponential with mean 1."""
-        return -math.log(1.0 - self.u())
-
-
-def _get(params, key, default):
-    v = params.get(key)
-    return default if v is None else v
-
-
-def _intervals(spec, name):
-    out = []
-    for item in spec or ():
-        if len(item) != 2:
-            raise ValueError("%s: each entry is [start_h, dur_h]" % name)
-        s = float(item[0]) * HOUR_S
-        d = float(item[1]) * HOUR_S
-        if d < 0:
-            raise ValueError("%s: negative duration" % name)
-        out.append((s, s + d))
-    return out
 
 
 class Bin:
@@ -178,8 +132,8 @@ class Bin:
         self.use = use
         d = _USES[use]
         self.seed = int(seed)
-        self.depth_mm = float(_get(p, "depth_mm", d["depth_mm"]))
-        self.full_mm = float(_get(p, "full_mm", d["full_mm"]))
+        self.depth_mm = float(get(p, "depth_mm", d["depth_mm"]))
+        self.full_mm = float(get(p, "full_mm", d["full_mm"]))
         if not 0 <= self.full_mm < self.depth_mm:
             raise ValueError("need 0 <= full_mm < depth_mm")
         self.span_mm = self.depth_mm - self.full_mm  # waste height at 100 %
@@ -190,21 +144,21 @@ class Bin:
             ov = self.full_mm - min(100.0, 0.3 * self.span_mm)
         self.overflow_mm = min(max(float(ov), 0.0), self.full_mm)
         self.cap_mm = self.depth_mm - self.overflow_mm
-        self.capacity_l = float(_get(p, "capacity_l", d["capacity_l"]))
+        self.capacity_l = float(get(p, "capacity_l", d["capacity_l"]))
         if self.capacity_l <= 0:
             raise ValueError("capacity_l must be > 0")
         self.mm_per_l = self.span_mm / self.capacity_l
-        self.litres_per_day = float(_get(p, "litres_per_day", d["litres_per_day"]))
-        bag = _get(p, "bag_l", d["bag_l"])
+        self.litres_per_day = float(get(p, "litres_per_day", d["litres_per_day"]))
+        bag = get(p, "bag_l", d["bag_l"])
         self.bag_lo = float(bag[0])
         self.bag_hi = float(bag[1])
         if not 0 < self.bag_lo <= self.bag_hi:
             raise ValueError("bag_l must be [lo, hi] with 0 < lo <= hi")
-        self.season = float(_get(p, "season", d["season"]))
-        self.settle = min(max(float(_get(p, "settle", d["settle"])), 0.0), 0.9)
-        self.settle_s = float(_get(p, "settle_h", 12)) * HOUR_S
-        hw = _get(p, "hour_weights", _HOURS[use])
-        wd = _get(p, "weekday_weights", _WEEKDAYS[use])
+        self.season = float(get(p, "season", d["season"]))
+        self.settle = min(max(float(get(p, "settle", d["settle"])), 0.0), 0.9)
+        self.settle_s = float(get(p, "settle_h", 12)) * HOUR_S
+        hw = get(p, "hour_weights", _HOURS[use])
+        wd = get(p, "weekday_weights", _WEEKDAYS[use])
         if len(hw) != 24 or len(wd) != 7:
             raise ValueError("hour_weights needs 24 values, weekday_weights 7")
         sh = 0.0
@@ -220,7 +174,7 @@ class Bin:
         self._wd = [7.0 * float(w) / sw for w in wd]
         self._mean_bag = 0.5 * (self.bag_lo + self.bag_hi)
 
-        col = _get(p, "collection", d["collection"])
+        col = get(p, "collection", d["collection"])
         self.col_days = []  # weekdays (0 = Monday), or
         self.col_every = 0  # every N days from the start day + first_day
         self.col_first = 0
@@ -233,7 +187,7 @@ class Bin:
             self.col_days = [int(x) % 7 for x in col.get("days", ())]
         self.col_hour = float(col.get("hour", 7))
         self.col_jitter_s = float(col.get("jitter_min", 60)) * 60
-        self.skip_prob = float(_get(p, "skip_prob", col.get("skip_prob", 0.02)))
+        self.skip_prob = float(get(p, "skip_prob", col.get("skip_prob", 0.02)))
         self.residue_pct = float(col.get("residue_pct", 3))
 
         sensor = p.get("sensor") or "jsn-sr04t"
@@ -241,15 +195,15 @@ class Bin:
             raise ValueError("unknown sensor %r" % (sensor,))
         self.sensor = sensor
         q = _SENSORS[sensor]
-        self.noise_mm = float(_get(p, "noise_mm", q["noise_mm"]))
-        self.spurious = float(_get(p, "spurious", q["spurious"]))
-        self.lost = float(_get(p, "lost", q["lost"]))
+        self.noise_mm = float(get(p, "noise_mm", q["noise_mm"]))
+        self.spurious = float(get(p, "spurious", q["spurious"]))
+        self.lost = float(get(p, "lost", q["lost"]))
 
-        self.air_min_c = float(_get(p, "air_min_c", 8))
-        self.air_max_c = float(_get(p, "air_max_c", 22))
-        self.air_peak_h = float(_get(p, "air_peak_h", 15))
-        self.air_jitter_c = float(_get(p, "air_jitter_c", 2))
-        self.tmp36_offset_c = float(_get(p, "tmp36_offset_c", 0))
+        self.air_min_c = float(get(p, "air_min_c", 8))
+        self.air_max_c = float(get(p, "air_max_c", 22))
+        self.air_peak_h = float(get(p, "air_peak_h", 15))
+        self.air_jitter_c = float(get(p, "air_jitter_c", 2))
+        self.tmp36_offset_c = float(get(p, "tmp36_offset_c", 0))
 
         self.random_incidents = bool(p.get("incidents", False))
         rates = p.get("incident_rates") or {}
@@ -260,7 +214,7 @@ class Bin:
             self._inc_rates[k] = dflt if r is None else (float(r), dflt[1], dflt[2])
 
         # Local time: day index and position of t_s = 0.
-        loc = int(start_unix) + int(float(_get(p, "tz_h", 0)) * HOUR_S)
+        loc = int(start_unix) + int(float(get(p, "tz_h", 0)) * HOUR_S)
         self.start_unix = int(start_unix)
         self._d0 = loc // DAY_S
         self._s0 = loc - self._d0 * DAY_S  # seconds into day _d0 at t_s = 0
@@ -269,7 +223,7 @@ class Bin:
         self._inc = []
         n = 0
         for k in _KINDS:
-            for s, e in _intervals(p.get(k), k):
+            for s, e in intervals(p.get(k), k):
                 peak = 0.0
                 if k == "fire":
                     peak = _Rng(self.seed, n, _S_FIRE).uniform(_FIRE_PEAK_C[0], _FIRE_PEAK_C[1])

@@ -49,11 +49,10 @@ Public API:
 """
 import math
 
-DAY_S = 86400
-HOUR_S = 3600
+from worldkit import DAY_S, HOUR_S, M32, XorShift32, get, mix32, seed32
+
 FIELD_UNIT = "uT"  # what field() returns and chip_magnetometer expects (1 G = 100 uT)
 TYPES = ("two_wheeler", "car", "van", "truck")
-_M32 = 0xFFFFFFFF
 # 1970-01-01 was a Thursday: weekday (0 = Monday) of absolute day D is (D + 3) % 7.
 _EPOCH_WEEKDAY = 3
 
@@ -126,55 +125,16 @@ _PARKING = {"x_m": -3.5, "offset_m": 1.2, "free_min": 60.0, "stay_min": [5.0, 24
             "speed_kmh": 7.0}
 
 
-def _mix32(x):
-    # 32-bit avalanche mixer (the MurmurHash3 finaliser constants).
-    x &= _M32
-    x ^= x >> 16
-    x = (x * 0x85EBCA6B) & _M32
-    x ^= x >> 13
-    x = (x * 0xC2B2AE35) & _M32
-    x ^= x >> 16
-    return x
-
-
-def _seed32(seed):
-    return _mix32(_mix32(seed) ^ _mix32((seed >> 32) ^ 0x5BD1E995))
-
-
-class _Rng:
-    """xorshift32 (Marsaglia 2003, shifts 13, 17, 5), seeded from (_seed32(seed), index,
+class _Rng(XorShift32):
+    """xorshift32 (Marsaglia 2003, shifts 13, 17, 5), seeded from (seed32(seed), index,
     stream)."""
 
     def __init__(self, s32, index, stream):
-        x = _mix32(s32 ^ 0x2545F491)
-        x = _mix32(x ^ (index & _M32))
-        x = _mix32(x ^ ((index >> 32) & _M32))
-        x = _mix32(x ^ (stream & _M32))
+        x = mix32(s32 ^ 0x2545F491)
+        x = mix32(x ^ (index & M32))
+        x = mix32(x ^ ((index >> 32) & M32))
+        x = mix32(x ^ (stream & M32))
         self.x = x if x else 0x6D2B79F5
-
-    def u(self):
-        """Uniform in [0, 1)."""
-        x = self.x
-        x ^= (x << 13) & _M32
-        x ^= x >> 17
-        x ^= (x << 5) & _M32
-        self.x = x
-        return x / 4294967296.0
-
-    def uniform(self, lo, hi):
-        return lo + (hi - lo) * self.u()
-
-    def loguniform(self, lo, hi):
-        return lo * math.exp(math.log(hi / lo) * self.u())
-
-    def expo(self):
-        """Exponential with mean 1."""
-        return -math.log(1.0 - self.u())
-
-    def gauss(self):
-        """Standard normal (Box-Muller)."""
-        r = math.sqrt(-2.0 * math.log(1.0 - self.u()))
-        return r * math.cos(6.283185307179586 * self.u())
 
     def unit(self):
         """A uniform random direction."""
@@ -182,11 +142,6 @@ class _Rng:
         a = 6.283185307179586 * self.u()
         s = math.sqrt(max(0.0, 1.0 - z * z))
         return (s * math.cos(a), s * math.sin(a), z)
-
-
-def _get(params, key, default):
-    v = params.get(key)
-    return default if v is None else v
 
 
 def _opt(spec, defaults, on_by_default, name):
@@ -292,13 +247,13 @@ class Road:
         p = dict(params or {})
         self.params = p
         self.seed = int(seed)
-        self._s32 = _seed32(self.seed)
-        self.spacing_m = float(_get(p, "spacing_mm", 1000)) / 1000.0
+        self._s32 = seed32(self.seed)
+        self.spacing_m = float(get(p, "spacing_mm", 1000)) / 1000.0
         if not 0 < self.spacing_m <= _MAX_SPACING_M:
             raise ValueError("spacing_mm must be in (0, %d]" % int(_MAX_SPACING_M * 1000))
         self._xs = (0.0, self.spacing_m)
         self.sensor = p.get("sensor") or "qmc5883l"
-        e = _get(p, "earth_ut", (20.0, 0.0, 45.0))
+        e = get(p, "earth_ut", (20.0, 0.0, 45.0))
         if len(e) != 3:
             raise ValueError("earth_ut: [x, y, z]")
         self.earth_ut = (float(e[0]), float(e[1]), float(e[2]))
@@ -306,22 +261,22 @@ class Road:
         if not en > 0:
             raise ValueError("earth_ut must not be zero")
         self._e_dir = (self.earth_ut[0] / en, self.earth_ut[1] / en, self.earth_ut[2] / en)
-        self.sensor_height_m = float(_get(p, "sensor_height_m", 0.3))
-        self.min_headway_s = float(_get(p, "min_headway_s", 1.0))
+        self.sensor_height_m = float(get(p, "sensor_height_m", 0.3))
+        self.min_headway_s = float(get(p, "min_headway_s", 1.0))
         if not self.min_headway_s > 0:
             raise ValueError("min_headway_s must be > 0")
-        self.jam_gap_m = float(_get(p, "jam_gap_m", 2.0))
-        self.follow_s = float(_get(p, "follow_s", 3.0))
+        self.jam_gap_m = float(get(p, "jam_gap_m", 2.0))
+        self.follow_s = float(get(p, "follow_s", 3.0))
         if self.jam_gap_m < 0 or self.follow_s < 0:
             raise ValueError("jam_gap_m and follow_s must be >= 0")
-        self.speed_mean = float(_get(p, "speed_mean", 0.95))
-        self.speed_sd = float(_get(p, "speed_sd", 0.1))
+        self.speed_mean = float(get(p, "speed_mean", 0.95))
+        self.speed_sd = float(get(p, "speed_sd", 0.1))
         if not 0 < self.speed_mean <= 2 or not 0 <= self.speed_sd <= 1:
             raise ValueError("speed_mean must be in (0, 2], speed_sd in [0, 1]")
-        self.moment_scale = float(_get(p, "moment_scale", 1.0))
+        self.moment_scale = float(get(p, "moment_scale", 1.0))
         if self.moment_scale < 0:
             raise ValueError("moment_scale must be >= 0")
-        mix = _get(p, "mix", _MIX)
+        mix = get(p, "mix", _MIX)
         w = [0.0, 0.0, 0.0, 0.0]
         for k in mix:
             if k not in TYPES:
@@ -346,8 +301,8 @@ class Road:
         # Demand: a fixed rate (benchmarks) or the daily and weekly profile scaled to "vph".
         fixed = p.get("rate_vph")
         self.fixed_rate = fixed is not None
-        self.vph = float(_get(p, "vph", 600))
-        prof = _get(p, "profile", {})
+        self.vph = float(get(p, "vph", 600))
+        prof = get(p, "profile", {})
         self._prof = []
         top = 0.0
         for name in _DAY_TYPES:
@@ -374,10 +329,10 @@ class Road:
             self._q_dur = _pair(queues["dur_min"], "queues.dur_min")
             self._q_speed = _pair(queues["speed_kmh"], "queues.speed_kmh")
         self._queues = queues
-        self.speed_limit_kmh = float(_get(p, "speed_limit_kmh", 50))
+        self.speed_limit_kmh = float(get(p, "speed_limit_kmh", 50))
         sched = _scheduled_queues(p.get("queue"))
 
-        lanes = _get(p, "lanes", 2)
+        lanes = get(p, "lanes", 2)
         if isinstance(lanes, int) and not isinstance(lanes, bool):
             if lanes not in (1, 2):
                 raise ValueError("lanes: 1, 2 or a list of lanes")
@@ -409,8 +364,8 @@ class Road:
 
         # Baseline: the Earth's field, a fixed offset per sensor and axis (site: steel nearby,
         # mounting), a drift per degree C per sensor and axis.
-        self.baseline_spread_ut = float(_get(p, "baseline_spread_ut", 1.0))
-        self.drift_ut_per_c = float(_get(p, "drift_ut_per_c", 0.05))
+        self.baseline_spread_ut = float(get(p, "baseline_spread_ut", 1.0))
+        self.drift_ut_per_c = float(get(p, "drift_ut_per_c", 0.05))
         rs = _Rng(self._s32, 0, _S_SITE)
         self._site = []
         self._dcoef = []
@@ -418,14 +373,14 @@ class Road:
             self._site.append(tuple(self.earth_ut[a] + self.baseline_spread_ut * rs.uniform(-1.0, 1.0)
                                     for a in range(3)))
             self._dcoef.append(tuple(self.drift_ut_per_c * rs.uniform(-1.0, 1.0) for a in range(3)))
-        self.air_min_c = float(_get(p, "air_min_c", 8))
-        self.air_max_c = float(_get(p, "air_max_c", 22))
-        self.air_peak_h = float(_get(p, "air_peak_h", 15))
-        self.air_jitter_c = float(_get(p, "air_jitter_c", 2))
+        self.air_min_c = float(get(p, "air_min_c", 8))
+        self.air_max_c = float(get(p, "air_max_c", 22))
+        self.air_peak_h = float(get(p, "air_peak_h", 15))
+        self.air_jitter_c = float(get(p, "air_jitter_c", 2))
         self._air_mid = 0.5 * (self.air_min_c + self.air_max_c)
         self._toff = {}
 
-        loc = int(start_unix) + int(float(_get(p, "tz_h", 0)) * HOUR_S)
+        loc = int(start_unix) + int(float(get(p, "tz_h", 0)) * HOUR_S)
         self.start_unix = int(start_unix)
         self._d0 = loc // DAY_S
         self._s0 = loc - self._d0 * DAY_S  # seconds into day _d0 at t_s = 0
@@ -443,25 +398,25 @@ class Road:
     def _lane(self, i, spec, fixed, light, sched):
         if not isinstance(spec, dict):
             raise ValueError("lanes[%d]: an object" % i)
-        d = int(_get(spec, "direction", 1 if i == 0 else -1))
+        d = int(get(spec, "direction", 1 if i == 0 else -1))
         if d not in (1, -1):
             raise ValueError("lanes[%d].direction: 1 or -1" % i)
-        y = float(_get(spec, "offset_m", 1.8 + 3.2 * i))
+        y = float(get(spec, "offset_m", 1.8 + 3.2 * i))
         if not 0.3 <= y <= 30:
             raise ValueError("lanes[%d].offset_m: 0.3 to 30 m" % i)
-        limit = float(_get(spec, "speed_limit_kmh", self.speed_limit_kmh))
+        limit = float(get(spec, "speed_limit_kmh", self.speed_limit_kmh))
         if not 10 <= limit <= 200:
             raise ValueError("lanes[%d].speed_limit_kmh: 10 to 200" % i)
-        h0 = float(_get(spec, "min_headway_s", self.min_headway_s))
+        h0 = float(get(spec, "min_headway_s", self.min_headway_s))
         if not h0 > 0:
             raise ValueError("lanes[%d].min_headway_s must be > 0" % i)
-        lf = _get(spec, "rate_vph", fixed)
+        lf = get(spec, "rate_vph", fixed)
         if lf is not None:
             lam = float(lf) / HOUR_S
             peak = lam
         else:
             lam = None
-            peak = float(_get(spec, "vph", self.vph)) / HOUR_S
+            peak = float(get(spec, "vph", self.vph)) / HOUR_S
         if peak < 0 or peak * h0 > 0.95:
             raise ValueError("lanes[%d]: the rate must be >= 0 and below 0.95 / min_headway_s" % i)
         lt = light

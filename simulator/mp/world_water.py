@@ -50,9 +50,8 @@ Public API (Household and District alike):
 """
 import math
 
-DAY_S = 86400
-HOUR_S = 3600
-_M32 = 0xFFFFFFFF
+from worldkit import DAY_S, HOUR_S, M32, XorShift32, get, intervals, mix32, seed32
+
 # 1970-01-01 was a Thursday: weekday (0 = Monday) of absolute day D is (D + 3) % 7.
 _EPOCH_WEEKDAY = 3
 # Peak of the garden season: 2024-07-15 as days since 1970-01-01.
@@ -105,45 +104,15 @@ _DEFAULTS = {
 }
 
 
-def _mix32(x):
-    # 32-bit avalanche mixer (the MurmurHash3 finaliser constants).
-    x &= _M32
-    x ^= x >> 16
-    x = (x * 0x85EBCA6B) & _M32
-    x ^= x >> 13
-    x = (x * 0xC2B2AE35) & _M32
-    x ^= x >> 16
-    return x
-
-
-def _seed32(seed):
-    return _mix32(_mix32(seed) ^ _mix32((seed >> 32) ^ 0x5BD1E995))
-
-
-class _Rng:
-    """xorshift32 (Marsaglia 2003, shifts 13, 17, 5), seeded from (_seed32(seed), day,
+class _Rng(XorShift32):
+    """xorshift32 (Marsaglia 2003, shifts 13, 17, 5), seeded from (seed32(seed), day,
     stream)."""
 
     def __init__(self, s32, day, stream):
-        x = _mix32(s32 ^ 0x7F4A7C15)
-        x = _mix32(x ^ (day & _M32))
-        x = _mix32(x ^ (stream & _M32))
+        x = mix32(s32 ^ 0x7F4A7C15)
+        x = mix32(x ^ (day & M32))
+        x = mix32(x ^ (stream & M32))
         self.x = x if x else 0x6D2B79F5
-
-    def u(self):
-        """Uniform in [0, 1)."""
-        x = self.x
-        x ^= (x << 13) & _M32
-        x ^= x >> 17
-        x ^= (x << 5) & _M32
-        self.x = x
-        return x / 4294967296.0
-
-    def uniform(self, lo, hi):
-        return lo + (hi - lo) * self.u()
-
-    def loguniform(self, lo, hi):
-        return lo * math.exp(math.log(hi / lo) * self.u())
 
     def poisson(self, lam):
         """Poisson-distributed count (Knuth's product of uniforms; lam is small here)."""
@@ -158,30 +127,12 @@ class _Rng:
         return k
 
 
-def _get(params, key, default):
-    v = params.get(key)
-    return default if v is None else v
-
-
 def _mlph(l_per_h):
     """Litres per hour -> integer millilitres per hour (at least 1 when positive)."""
     if l_per_h <= 0:
         return 0
     n = int(l_per_h * 1000.0 + 0.5)
     return n if n > 0 else 1
-
-
-def _intervals(spec, name):
-    out = []
-    for item in spec or ():
-        if len(item) != 2:
-            raise ValueError("%s: each entry is [start_h, dur_h]" % name)
-        s = float(item[0]) * HOUR_S
-        d = float(item[1]) * HOUR_S
-        if d < 0:
-            raise ValueError("%s: negative duration" % name)
-        out.append((s, s + d))
-    return out
 
 
 def _rated(spec, name, open_end):
@@ -250,15 +201,15 @@ class _Meter:
     def _init_meter(self, p, seed, start_unix):
         self.params = p
         self.seed = int(seed)
-        self._s32 = _seed32(self.seed)
-        loc = int(start_unix) + int(float(_get(p, "tz_h", 0)) * HOUR_S)
+        self._s32 = seed32(self.seed)
+        loc = int(start_unix) + int(float(get(p, "tz_h", 0)) * HOUR_S)
         self.start_unix = int(start_unix)
         self._d0 = loc // DAY_S
         self._s0 = loc - self._d0 * DAY_S  # seconds into day _d0 at t_s = 0
-        self.litres_per_pulse = float(_get(p, "litres_per_pulse", 1.0))
+        self.litres_per_pulse = float(get(p, "litres_per_pulse", 1.0))
         if self.litres_per_pulse <= 0:
             raise ValueError("litres_per_pulse must be > 0")
-        b = _get(p, "bounce_ms", (0.5, 3.0))
+        b = get(p, "bounce_ms", (0.5, 3.0))
         if not isinstance(b, (list, tuple)):
             b = (b, b)
         self.bounce_ms = (float(b[0]), float(b[1]))
@@ -266,13 +217,13 @@ class _Meter:
             raise ValueError("bounce_ms must be [min, max] with 0 <= min <= max")
         self.pullup = bool(p.get("pullup", False))
         self._open_level = 1 if self.pullup else None
-        self.rc_us = int(_get(p, "rc_us", 0))
-        self.poll_s = float(_get(p, "poll_s", 3600))
+        self.rc_us = int(get(p, "rc_us", 0))
+        self.poll_s = float(get(p, "poll_s", 3600))
         self._tamper_pin = None
         self._lines = []
         self._tamper = []  # (kind, start_s, end_s)
         for k in ("magnet", "wire_cut"):
-            for s, e in _intervals(p.get(k), k):
+            for s, e in intervals(p.get(k), k):
                 self._tamper.append((k, s, e))
         self._tamper.sort(key=lambda x: (x[1], x[0]))
         # Breakpoints: the flow is _bf[i] (ml/h) on [_bt[i], _bt[i+1]); _cf/_cr are the forward
@@ -599,31 +550,31 @@ class Household(_Meter):
         washer = ri.uniform(8.0, 12.0)
         dish = ri.uniform(3.0, 6.0)
         away_draws = [ri.u() for _ in range(10)]
-        self.persons = int(_get(p, "persons", persons))
+        self.persons = int(get(p, "persons", persons))
         if not 0 <= self.persons <= 10:
             raise ValueError("persons must be 0..10")
         d = _DEFAULTS
-        self.shower_lpm = float(_get(p, "shower_lpm", shower))
-        self.cistern_l = float(_get(p, "cistern_l", cistern))
-        self.refill_lpm = float(_get(p, "refill_lpm", refill))
-        self.washer_lpm = float(_get(p, "washer_lpm", washer))
-        self.dish_lpm = float(_get(p, "dishwasher_lpm", dish))
+        self.shower_lpm = float(get(p, "shower_lpm", shower))
+        self.cistern_l = float(get(p, "cistern_l", cistern))
+        self.refill_lpm = float(get(p, "refill_lpm", refill))
+        self.washer_lpm = float(get(p, "washer_lpm", washer))
+        self.dish_lpm = float(get(p, "dishwasher_lpm", dish))
         for k in ("shower_lpm", "cistern_l", "refill_lpm", "washer_lpm", "dish_lpm"):
             if getattr(self, k) <= 0:
                 raise ValueError("%s must be > 0" % k)
-        self.flushes = float(_get(p, "flushes_per_day", d["flushes_per_day"]))
-        self.taps = float(_get(p, "taps_per_day", d["taps_per_day"]))
-        self.long_taps = float(_get(p, "long_taps_per_day", d["long_taps_per_day"]))
-        self.shower_prob = float(_get(p, "shower_prob", d["shower_prob"]))
-        self.away_share = float(_get(p, "away_share", d["away_share"]))
-        self.night_flush = float(_get(p, "night_flush_prob", d["night_flush_prob"]))
-        self.loads = float(_get(p, "loads_per_day", d["loads_per_person_day"] * self.persons))
-        self.has_dishwasher = bool(_get(p, "dishwasher", True))
-        self.dish_cycles = float(_get(p, "dishwasher_per_day", d["dish_per_person_day"] * self.persons))
-        self.garden = bool(_get(p, "garden", False))
-        self.garden_prob = float(_get(p, "garden_prob", d["garden_prob"]))
-        self.holiday_prob = float(_get(p, "holiday_prob", d["holiday_prob"]))
-        hd = _get(p, "holiday_days", (2, 14))
+        self.flushes = float(get(p, "flushes_per_day", d["flushes_per_day"]))
+        self.taps = float(get(p, "taps_per_day", d["taps_per_day"]))
+        self.long_taps = float(get(p, "long_taps_per_day", d["long_taps_per_day"]))
+        self.shower_prob = float(get(p, "shower_prob", d["shower_prob"]))
+        self.away_share = float(get(p, "away_share", d["away_share"]))
+        self.night_flush = float(get(p, "night_flush_prob", d["night_flush_prob"]))
+        self.loads = float(get(p, "loads_per_day", d["loads_per_person_day"] * self.persons))
+        self.has_dishwasher = bool(get(p, "dishwasher", True))
+        self.dish_cycles = float(get(p, "dishwasher_per_day", d["dish_per_person_day"] * self.persons))
+        self.garden = bool(get(p, "garden", False))
+        self.garden_prob = float(get(p, "garden_prob", d["garden_prob"]))
+        self.holiday_prob = float(get(p, "holiday_prob", d["holiday_prob"]))
+        hd = get(p, "holiday_days", (2, 14))
         self.holiday_lo = float(hd[0])
         self.holiday_hi = float(hd[1])
         if not 0 < self.holiday_lo <= self.holiday_hi:
@@ -646,7 +597,7 @@ class Household(_Meter):
 
         # Truth, and the scheduled steps (into the pending list now).
         self._events = []  # (kind, start_s, end_s, l_per_s)
-        self._hol = _intervals(p.get("holidays"), "holidays")
+        self._hol = intervals(p.get("holidays"), "holidays")
         self._leaks = []  # (kind, start_s, end_s or None, l_per_h)
         self._bursts = []  # (start_s, end_s, l_per_h)
         self._backflows = []
@@ -844,7 +795,7 @@ class District(_Meter):
     def __init__(self, params, seed, start_unix):
         p = dict(params or {})
         self._init_meter(p, seed, start_unix)
-        n = int(_get(p, "households", 20))
+        n = int(get(p, "households", 20))
         if n < 1:
             raise ValueError("households must be >= 1")
         hp = {}
@@ -852,10 +803,10 @@ class District(_Meter):
             if k not in _DISTRICT_KEYS:
                 hp[k] = p[k]
         hp["kind"] = "household"
-        s32 = _seed32(self.seed)
+        s32 = seed32(self.seed)
         self.households = []
         for i in range(n):
-            h = Household(hp, _mix32(s32 ^ _mix32(i + 1)), start_unix)
+            h = Household(hp, mix32(s32 ^ mix32(i + 1)), start_unix)
             h._owner = self
             self.households.append(h)
         mains = {"persons": 0, "holiday_prob": 0, "tz_h": p.get("tz_h"), "leaks": p.get("leaks"),
