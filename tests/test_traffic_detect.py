@@ -166,7 +166,7 @@ def synth(vehicles, rate, dur_ms, noise=0, drift=None, seed=0, t0=0, x_sensor=0.
 
 
 def run(det, samples):
-    """Feed every sample; [(index, code, t_on, t_off, peak, area)] for each nonzero return."""
+    """Feed every sample; [(index, code, t_on, t_off, peak, area, t_mid)] for each nonzero return."""
     got = []
     for i, (x, y, z, t) in enumerate(samples):
         r = det.feed(x, y, z, t)
@@ -258,7 +258,8 @@ def test_one_vehicle_is_one_count(td, kind, v_kmh, rev, amp, rate, noise, seed, 
     got = run(det, samples)
     assert [g[1] for g in got] == [td.PASSED], got
     assert det.count == 1 and det.n_parked == 0
-    i, _, t_on, t_off, peak, area = got[0]
+    i, _, t_on, t_off, peak, area, t_mid = got[0]
+    assert 0 <= td.tdiff(t_mid, t_on) <= td.tdiff(t_off, t_on) + det.min_gap
     times = [s[3] for s in samples]
     # t_on: a sample at or above thr_off before the first sure-high one; t_off: the last one
     # at or above thr_off; the count comes min_gap after t_off.
@@ -402,7 +403,7 @@ def test_a_parked_vehicle_counts_once_and_its_departure_is_not_a_vehicle(td, kin
     # time (not absorb_s later).
     gone = max(j for j, d in enumerate(dev) if d >= m) * 1000 / rate
     assert t_stop + park_s * 1000 < left <= gone + det.guard * det.blk * 1000 / rate + 300
-    i, _, t_on, t_off, peak, _ = got[0]
+    i, _, t_on, t_off, peak, _, _ = got[0]
     t_parked = samples[i][3]
     # steady from when it stopped (give or take a block or two), then absorb_s
     assert t_stop + 30_000 - 300 <= t_parked <= t_stop + 30_000 + 300
@@ -438,7 +439,7 @@ def test_a_queue_stop_shorter_than_absorb_is_one_vehicle(td):
     det = td.Detector(50)
     got = run(det, samples)
     assert [g[1] for g in got] == [td.PASSED]
-    _, _, t_on, t_off, _, _ = got[0]
+    _, _, t_on, t_off, _, _, _ = got[0]
     assert 60_000 <= t_off - t_on <= 60_000 + 8000 / v * 1000
 
 
@@ -464,7 +465,9 @@ def test_slow_drift_is_never_a_vehicle(td, amps, periods, phases, noise, rate, s
        noise=st.integers(0, 40), junk=st.floats(0, 0.05), jitter=st.booleans(), t0=st.integers(0, WRAP - 1),
        cfg=st.fixed_dictionaries({}, optional={"absorb_s": st.integers(1, 60), "min_gap_ms": st.integers(0, 2000),
                                                "thr_on": st.integers(2, 500), "guard_ms": st.integers(0, 5000),
-                                               "base_tau_s": st.integers(0, 600), "min_on_ms": st.integers(0, 500)}))
+                                               "base_tau_s": st.integers(0, 600), "min_on_ms": st.integers(0, 500),
+                                               "rel_pct": st.integers(0, 99), "smooth": st.integers(0, 4),
+                                               "warm_s": st.integers(0, 20)}))
 def test_any_signal_keeps_the_detector_sane(td, seed, rate, n, noise, junk, jitter, t0, cfg):
     """Overlapping and stopping vehicles, large drift and noise, garbage samples (full int16
     range), irregular and wrapping timestamps: no exception, counts only grow and add up, every
@@ -494,7 +497,8 @@ def test_any_signal_keeps_the_detector_sane(td, seed, rate, n, noise, junk, jitt
         assert r in (0, td.PASSED, td.PARKED)
         if r:
             count += 1
-            t_on, t_off, peak, area = det.last
+            t_on, t_off, peak, area, t_mid = det.last
+            assert 0 <= td.tdiff(t_mid, t_on) and 0 <= t_mid < WRAP
             assert 0 <= td.tdiff(t_off, t_on) and peak >= det.thr_on and area >= peak
             if r == td.PASSED:
                 assert td.tdiff(t_off, t_on) >= det.min_on
@@ -788,6 +792,108 @@ def test_fault_events_alternate(td, seq):
     assert len(json.dumps(state)) < 100
 
 
+# ---- the node's rules: smoothed deviation, relative end, tail, warm-up ------------------------
+NODE = {"thr_on": 22, "thr_off": 15, "min_gap_ms": 200, "rel_pct": 30, "smooth": 2, "warm_s": 5}
+KERB = 1800  # mm: the node's defaults are for a kerb-side sensor this far from the lane's centre
+
+
+def kerb_vehicle(kind, rnd, t0, v, amp, lat=KERB):
+    """A vehicle magnetised mostly by the Earth's field, as the road world models it
+    (simulator/mp/world_road.py): every part's moment points roughly the same way (the
+    generic vehicle() flips parts at random, a harsher case that suits a sensor under the
+    vehicle; 1.8 m to the side, neighbouring opposite parts cancel into deep dips)."""
+    veh = vehicle(kind, rnd, t0, v, amp, lat=lat, h=400)
+    veh.d = [(off, (m[0], m[1], abs(m[2]))) for off, m in veh.d]
+    veh.scale = 1.0
+    veh.scale = amp / veh.peak()
+    return veh
+
+
+@SLOW
+@given(kind=st.sampled_from(["car", "truck", "moto"]), v_kmh=st.floats(20, 130), amp=st.floats(0, 1),
+       rate=st.sampled_from([50, 100]), noise=st.integers(0, 6), seed=st.integers(0, 10**6))
+def test_node_rules_one_vehicle_is_one_count(td, kind, v_kmh, amp, rate, noise, seed):
+    """With the node's defaults (nodes/traffic_config.py), at the kerb, a lone car, truck or
+    motorcycle at 20-130 km/h is exactly one vehicle: its own dips (between axles, between dipoles) are
+    bridged, its tail never starts a second one. Amplitudes from a faint motorcycle (3x thr_on)
+    up."""
+    rnd = random.Random(seed)
+    lo, hi = {"moto": (66, 400), "car": (150, 2000), "truck": (600, 4000)}[kind]
+    veh = kerb_vehicle(kind, rnd, 15_000, kmh(v_kmh), lo + (hi - lo) * amp, lat=KERB + rnd.uniform(-400, 400))
+    dur = 15_000 + (16_000 + 30_000) / kmh(v_kmh) * 1000 + 3000
+    samples, _ = synth([veh], rate, dur, noise, seed=seed)
+    det = td.Detector(rate, NODE)
+    got = run(det, samples)
+    assert [g[1] for g in got] == [td.PASSED], got
+    assert det.n_spikes == 0
+
+
+@SLOW
+@given(v=st.floats(25, 60), headway_s=st.floats(0.9, 2.5), amp1=st.floats(300, 2000), amp2=st.floats(300, 2000),
+       rate=st.sampled_from([50, 100]), noise=st.integers(0, 4), seed=st.integers(0, 10**6))
+def test_node_rules_split_close_followers(td, v, headway_s, amp1, amp2, rate, noise, seed):
+    """Two cars at the same speed, front to front 0.9-2.5 s apart (a queue discharging, a
+    platoon): wherever the deviation between them falls below rel_pct of the first one's peak
+    for min_gap, they are two vehicles, in order; never more than two. (The fixed thresholds
+    merge them: their fields overlap well above thr_off.)"""
+    rnd = random.Random(seed)
+    a = kerb_vehicle("car", rnd, 8000, kmh(v), amp1)
+    b = kerb_vehicle("car", rnd, 8000 + headway_s * 1000, kmh(v), amp2)
+    samples, dev = synth([a, b], rate, 8000 + headway_s * 1000 + 30_000 / kmh(v) * 1000, noise, seed=seed)
+    _, dev_a = synth([a], rate, 8000 + headway_s * 1000 + 30_000 / kmh(v) * 1000, 0)
+    _, dev_b = synth([b], rate, 8000 + headway_s * 1000 + 30_000 / kmh(v) * 1000, 0)
+    # On the noiseless signal: the longest run between the two peaks below a quarter of the
+    # first one's peak (rel_pct 30, less a margin for noise and smoothing) must outlast
+    # min_gap plus the smoothing's lag, and the second must rise thr_on out of the valley.
+    pa = max(range(len(dev_a)), key=lambda i: dev_a[i])
+    pb = max(range(len(dev_b)), key=lambda i: dev_b[i])
+    assume(pa < pb)
+    p1 = max(dev[:pa + 1])
+    run_len = best = 0
+    for d in dev[pa:pb]:
+        run_len = run_len + 1 if d < 0.25 * p1 else 0
+        best = max(best, run_len)
+    assume(best * 1000 / rate >= NODE["min_gap_ms"] + 8 * 1000 / rate + 40)
+    assume(min(dev[pa:pb]) + 22 + 6 * noise + 12 < dev[pb])
+    det = td.Detector(rate, NODE)
+    got = run(det, samples)
+    assert [g[1] for g in got] == [td.PASSED, td.PASSED], got
+    assert td.tdiff(got[1][2], got[0][3]) > 0
+
+
+def test_node_rules_tail_does_not_restart(td):
+    """A vehicle that ends on the relative rule leaves its tail above thr_on: the tail decays
+    without starting a second vehicle (the next one must rise thr_on out of the valley)."""
+    veh = kerb_vehicle("car", random.Random(4), 5000, kmh(30), 3000)
+    samples, dev = synth([veh], 50, 20_000, 2, seed=4)
+    det = td.Detector(50, NODE)
+    got = run(det, samples)
+    assert len(got) == 1
+    end = [i for i, s in enumerate(samples) if s[3] == got[0][3]][0]
+    assert max(dev[end + 8:end + 40]) >= det.thr_on  # the tail was there, above thr_on
+
+
+def test_node_rules_warm_up_under_a_vehicle_finds_the_road(td):
+    """A node that boots while a long queue rolls past: the first block is a vehicle's field,
+    not the road's. The steadiest block of warm_s is the road, so the baseline is right and the
+    vehicles after the warm-up are counted one by one (with the first block as the baseline the
+    whole stream would read as one endless vehicle)."""
+    rnd = random.Random(9)
+    vehs, t = [], -300.0
+    for _ in range(12):
+        vehs.append(kerb_vehicle("car", rnd, t, kmh(30), 1200))
+        t += 2200
+    samples, dev = synth(vehs, 50, t + 4000, 2, seed=9)
+    first = td.Detector(50, dict(NODE, warm_s=0))
+    assert dev[0] > 10 * NODE["thr_on"]  # the sensor starts under a vehicle
+    node = td.Detector(50, NODE)
+    got = run(node, samples)
+    assert abs(node.bx - BG[0]) + abs(node.by - BG[1]) + abs(node.bz - BG[2]) < NODE["thr_off"]
+    after = sum(1 for v in vehs if v.t0 > 6000)
+    assert len(got) >= after and len(got) <= len(vehs)
+    assert len(run(first, samples)) < len(got)
+
+
 # ---- the same in real MicroPython --------------------------------------------------------------
 MP_SCRIPT = r'''
 import gc
@@ -800,7 +906,7 @@ with open("/work/in.json") as f:
     inp = json.loads(f.read())
 a = array("i", inp["samples"])
 n = len(a) // 4
-res = array("i", [0] * (6 * 200))
+res = array("i", [0] * (7 * 200))
 det = td.Detector(inp["rate"], inp["cfg"])
 
 def run(lo, hi, k):
@@ -810,13 +916,14 @@ def run(lo, hi, k):
         r = det.feed(a[j], a[j + 1], a[j + 2], a[j + 3])
         if r:
             last = det.last
-            o = 6 * k
+            o = 7 * k
             res[o] = i
             res[o + 1] = r
             res[o + 2] = last[0]
             res[o + 3] = last[1]
             res[o + 4] = last[2]
             res[o + 5] = last[3]
+            res[o + 6] = last[4]
             k += 1
     return k
 
@@ -832,16 +939,17 @@ k = run(warm, n, k)
 us = time.ticks_diff(time.ticks_us(), t0)
 m1 = micropython.mem_total()
 u1 = gc.mem_alloc()
-out = {"det": [list(res[6 * i:6 * i + 6]) for i in range(k)], "total": m1 - m0, "fixed": fixed, "used": u1 - u0, "us": us,
+out = {"det": [list(res[7 * i:7 * i + 7]) for i in range(k)], "total": m1 - m0, "fixed": fixed, "used": u1 - u0, "us": us,
        "n": n - warm, "count": det.count, "parked": det.n_parked, "departed": det.n_departed}
 from nodes import traffic_stats as ts
 iv = ts.Interval(60)
 pm = td.PairMatcher(3000)
 for i in range(k):
-    o = 6 * i
+    o = 7 * i
     iv.add(res[o + 2], res[o + 3], 1, 10000 + 997 * i, 1500 + 731 * i)
     for s in (0, 1):  # as if a second sensor 3 m on saw it 150 ms later
-        for v in pm.add(s, (res[o + 2] + 150 * s) % (1 << 30), (res[o + 3] + 150 * s) % (1 << 30)):
+        for v in pm.add(s, (res[o + 2] + 150 * s) % (1 << 30), (res[o + 3] + 150 * s) % (1 << 30),
+                        (res[o + 6] + 150 * s) % (1 << 30)):
             iv.add(*v)
 out["interval"] = iv.close(120000)
 with open("/work/out.json", "w") as f:
@@ -849,10 +957,17 @@ with open("/work/out.json", "w") as f:
 '''
 
 
-def test_micropython_detects_the_same_and_allocates_nothing_per_sample(td, ts, tmp_path):
+# The library's defaults (absolute thresholds, raw samples, first block as baseline) and the
+# node's (smoothed deviation, relative end and tail rule, steadiest-block warm-up:
+# nodes/traffic_config.py).
+NODE_RULES = {"thr_on": 22, "thr_off": 15, "min_gap_ms": 200, "rel_pct": 30, "smooth": 2, "warm_s": 3}
+
+
+@pytest.mark.parametrize("rules", [{}, NODE_RULES], ids=["library", "node"])
+def test_micropython_detects_the_same_and_allocates_nothing_per_sample(td, ts, tmp_path, rules):
     """A stream with cars, trucks, motorcycles, a queue stop and a parked car that leaves, at
     50 Hz: the WASI MicroPython reports the same vehicles as CPython; over the whole stream
-    after the first 4 s (the first block) it allocates nothing at all (micropython.mem_total counts every
+    after the first 4 s (the warm-up) it allocates nothing at all (micropython.mem_total counts every
     allocation, even a frame freed at once), so the per-sample path is allocation-free."""
     from simulator import wasi
 
@@ -872,7 +987,7 @@ def test_micropython_detects_the_same_and_allocates_nothing_per_sample(td, ts, t
         t += stop[1] if stop else 0
     samples, _ = synth(vehs, rate, t + 5000, noise=3, seed=5, t0=WRAP - 60_000,
                        drift=[(40, 1200, 0), (30, 1500, 1), (20, 1800, 2)])
-    cfg = {"absorb_s": 20}
+    cfg = dict(rules, absorb_s=20)
     det = td.Detector(rate, cfg)
     want = [list(g) for g in run(det, samples)]
     assert sum(1 for g in want if g[1] == td.PARKED) == 1 and det.n_departed == 1
@@ -889,7 +1004,7 @@ def test_micropython_detects_the_same_and_allocates_nothing_per_sample(td, ts, t
     for i, g in enumerate(want):
         iv.add(g[2], g[3], 1, 10000 + 997 * i, 1500 + 731 * i)
         for s in (0, 1):
-            for v in pm.add(s, (g[2] + 150 * s) % WRAP, (g[3] + 150 * s) % WRAP):
+            for v in pm.add(s, (g[2] + 150 * s) % WRAP, (g[3] + 150 * s) % WRAP, (g[6] + 150 * s) % WRAP):
                 iv.add(*v)
     stats = iv.close(120_000)
     assert got["interval"] == stats and stats["n"] == stats["n_fwd"] == 2 * len(want) and stats["n_spd"] == stats["n"]

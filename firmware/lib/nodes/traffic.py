@@ -11,7 +11,7 @@ import machine
 import time
 from array import array
 
-from nodes import traffic_detect, traffic_stats
+from nodes import traffic_detect, traffic_lane
 
 _POLL_MS = 1000  # MQTT is polled this often while sampling (commands, keepalive)
 
@@ -24,16 +24,12 @@ class App:
         self.ctx = ctx
         n = self.n = ctx.cfg["node"]
         p = ctx.pins
-        rules = {"thr_on": n["thr_on"], "thr_off": n["thr_off"], "zone_mm": n["zone_mm"], "min_gap_ms": n["min_gap_ms"]}
-        self.rules = rules
         self.sensors = [self._open(p["i2c_id"], p["i2c_scl"], p["i2c_sda"]),
                         self._open(p["i2c2_id"], p["i2c2_scl"], p["i2c2_sda"])]
-        self.dets = [traffic_detect.Detector(n["rate_hz"], rules), traffic_detect.Detector(n["rate_hz"], rules)]
-        self.pairs = traffic_detect.PairMatcher(n["spacing_mm"], rules)
-        self.stats = traffic_stats.Interval(n["interval_s"])
+        self.lane = traffic_lane.Lane(n)
+        self.rules = self.lane.rules
+        self.dets = self.lane.dets
         self.buf = array("h", [0, 0, 0])
-        self.a_ons = array("i", [-1] * 16)  # sensor A's latest detection times (ticks_ms)
-        self.a_i = 0
         self.ok = [0, 0]
         self.bad = [0, 0]
         self.ovf = [0, 0]
@@ -83,41 +79,20 @@ class App:
                     continue
                 self.ok[i] += 1
                 if self.dets[i].feed(buf[0], buf[1], buf[2], now):
-                    last = self.dets[i].last
-                    if i == 0:
-                        self._seen_a(last[0])
-                    for v in self.pairs.add(i, last[0], last[1]):
-                        self._vehicle(v)
+                    self.lane.detected(i)
             if time.ticks_diff(now, poll) >= 0:
                 poll = time.ticks_add(now, _POLL_MS)
                 self.ctx.listen(0)
             time.sleep_ms(period)
 
-    def _seen_a(self, t_on):
-        a = self.a_ons
-        a[self.a_i] = t_on
-        self.a_i = (self.a_i + 1) % len(a)
-
-    def _vehicle(self, v):
-        # A paired vehicle counts with its speed, length and direction. Of the unpaired ones
-        # only sensor A's count (a vehicle B alone saw is counted by A or lost, never twice):
-        # sensor A is the counting loop, B only times it.
-        if v[2] == 0 and v[0] not in self.a_ons:
-            return
-        self.stats.add(v[0], v[1], v[2], v[3], v[4])
-
     # ---- one interval ----------------------------------------------------------------------
     def sample(self):
         """Called every sample_s (= interval_s): the interval's statistics as one reading."""
         now = time.ticks_ms()
-        for v in self.pairs.flush(now):
-            self._vehicle(v)
+        self.lane.flush(now)
         span = time.ticks_diff(now, self.t_close)
         self.t_close = now
-        r = self.stats.close(span)
-        for k in list(r):
-            if r[k] is None:
-                del r[k]
+        r = self.lane.close(span)
         for i in (0, 1):
             stuck = self.dets[i].stuck_ms()
             for ev in traffic_detect.fault_check(self.fault.setdefault(i, {}), self.rules, span, self.ok[i],

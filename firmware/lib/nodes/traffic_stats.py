@@ -15,15 +15,14 @@ from micropython import const
 CLASS_MM = (2500, 5500, 7500)  # class boundaries, mm
 CLASS_KEYS = ("n_2w", "n_car", "n_van", "n_hgv")  # two-wheeler, car, van, truck/bus
 _HALF = const(0x20000000)  # ticks_ms: period 2**30
-_PERIOD = const(0x40000000)
 
 
 def _tdiff(a, b):
     d = a - b
     if d >= _HALF:
-        return d - _PERIOD
+        return d - _HALF - _HALF  # (2**30 is not a small int: in halves, no allocation)
     if d < -_HALF:
-        return d + _PERIOD
+        return d + _HALF + _HALF
     return d
 
 
