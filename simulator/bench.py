@@ -214,22 +214,35 @@ def water_meter_figures() -> None:
 
 
 def traffic_figures() -> None:
-    from simulator import bench_traffic
+    from simulator import bench_traffic, bench_traffic_cost
 
     for rate in (200, 800, 1800):
-        r = bench_traffic.run(rate)
-        fig("traffic_count_accuracy_%d_vph" % rate, r["accuracy_pct"], "%% (%d counted of %d, 20 min, one lane; "
-            "target >= 98)" % (r["counted"], r["truth"]))
-        fig("traffic_mean_speed_error_%d_vph" % rate, r["speed_err_kmh"], "km/h (interval means; target <= 5)")
-        fig("traffic_class_agreement_%d_vph" % rate, r["class_agreement_pct"], "% (length-class counts vs truth)")
+        r = bench_traffic.week(rate)
+        what = "one lane at %d veh/h for a simulated week: %d vehicles" % (rate, r["truth"])
+        fig("traffic_week_count_accuracy_%d_vph" % rate, r["count_accuracy_pct"],
+            "%% (%d counted; %s; target >= 98)" % (r["counted"], what))
+        fig("traffic_week_interval_accuracy_%d_vph" % rate, r["interval_accuracy_pct"],
+            "% (1 - sum |node - truth| / truth over the 5-min intervals: misses and false counts do not cancel "
+            "across intervals)")
+        fig("traffic_week_detected_%d_vph" % rate, r["detected_pct"],
+            "%% (vehicles matched to one detection; %d missed, %d false detections; two-wheelers %.0f %%)"
+            % (r["missed"], r["false"], r["two_wheelers_detected_pct"]))
+        fig("traffic_week_speed_mae_%d_vph" % rate, r["speed_mae_kmh"],
+            "km/h (mean absolute error per vehicle, %d paired vehicles; target <= 5)" % r["n_speed"])
+        fig("traffic_week_class_accuracy_%d_vph" % rate, r["class_accuracy_pct"],
+            "% (length class right, per measured vehicle)")
+    n = bench_traffic.run(800)
+    fig("traffic_node_vs_replay_800_vph", "%d / %d / %d" % (n["counted"], n["replay_counted"], n["truth"]),
+        "vehicles (node in the engine / replay / truth, the same 20 minutes)")
     try:
-        from simulator import bench_traffic_cost
-
+        c = bench_traffic_cost.detector_cost()
+        fig("traffic_detector_cost_wasi", c["us_per_sample"], "us per sample per sensor (Detector.feed, node "
+            "rules, WASI MicroPython on this host; %.0f bytes allocated per sample)" % c["alloc_bytes_per_sample"])
         for kind in ("qmc5883l", "hmc5883l"):
             fig("traffic_read_cost_wasi_" + kind, bench_traffic_cost.read_into_cost_us(kind, 200),
                 "us per sample read in the WASI MicroPython on this host (not an ESP32 figure)")
     except Exception as e:  # the cost bench needs the WASI runtime
-        print("traffic_read_cost_wasi: unavailable (%r)" % (e,))
+        print("traffic_cost_wasi: unavailable (%r)" % (e,))
 
 
 def main() -> int:

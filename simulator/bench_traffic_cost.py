@@ -113,6 +113,59 @@ print("COST", repr({"kind": KIND, "n": N, "driver_us": drv_us, "null_call_us": n
 '''
 
 
+DETECTOR_SCRIPT = r'''
+import gc
+gc.disable()  # this build collects only between boots (simulator/wasi.py)
+import sys, time, micropython
+sys.path[:] = ["/fw"]
+from array import array
+from nodes import traffic_detect as td
+RULES = %(rules)r
+N = %(n)d
+RATE = 50
+# A road at 50 Hz: the background, noise from a fixed table, and a vehicle-like bump (up to
+# 600 counts, 0.8 s long) every 2 s, so every path of the detector runs (rise, present,
+# relative end, tail, block and baseline work).
+noise = array("i", [(i * 7919) %% 13 - 6 for i in range(97)])
+bump = array("i", [int(600 * (1 - abs(i - 20) / 20.0) ** 2) for i in range(40)])
+xs = array("i", [0] * N)
+for i in range(N):
+    k = i %% 100
+    xs[i] = 600 + noise[i %% 97] + (bump[k] if k < 40 else 0)
+det = td.Detector(RATE, RULES)
+
+def feed_all(lo, hi):
+    for i in range(lo, hi):
+        det.feed(xs[i], -300 + noise[(i + 31) %% 97], 1200 + noise[(i + 57) %% 97], (i * 20) & 0x3FFFFFFF)
+
+feed_all(0, 500)  # warm-up: the baseline is set
+m0 = micropython.mem_total()
+feed_all(N, N)  # the call alone
+fixed = micropython.mem_total() - m0
+m0 = micropython.mem_total()
+t0 = time.ticks_us()
+feed_all(500, N)
+us = time.ticks_diff(time.ticks_us(), t0)
+m1 = micropython.mem_total()
+print("COST", repr({"us_per_sample": us / (N - 500), "alloc_bytes_per_sample": (m1 - m0 - fixed) / (N - 500),
+                    "vehicles": det.count}))
+'''
+
+
+def detector_cost(rules: dict | None = None, n: int = 20000) -> dict:
+    """The detector's own per-sample cost in the WASI MicroPython (Detector.feed with the node's
+    default rules unless `rules`): us_per_sample (wall, this host), alloc_bytes_per_sample
+    (0: nothing for the collector), vehicles seen."""
+    if rules is None:
+        rules = {"thr_on": 22, "thr_off": 15, "min_gap_ms": 200, "rel_pct": 30, "smooth": 2, "warm_s": 5}
+    code = DETECTOR_SCRIPT % {"rules": rules, "n": n}
+    out, _ = wasi.run_micropython(code, {FW_LIB: "/fw"}, heap_bytes=16 * 1024 * 1024)
+    for line in out.decode().splitlines():
+        if line.startswith("COST "):
+            return eval(line[5:], {"__builtins__": {}})
+    raise RuntimeError("no figures from MicroPython: %r" % out[-500:])
+
+
 def measure(kind: str = "qmc5883l", n: int = 2000) -> dict:
     """Run n read_into() calls of the `kind` driver in the WASI MicroPython; the figures in the
     module docstring, as a dict."""
