@@ -16,10 +16,13 @@ CLASS_OF_TYPE = {"two_wheeler": 0, "car": 1, "van": 2, "truck": 3}
 SEED = 3 * 100003  # the engine's world seed for scenario seed 3, node 0 (the thresholds were tuned on seed 11)
 
 
-def week(rate_vph: float, days: int = 7, seed: int = SEED, workers: int = 2) -> dict:
+def week(rate_vph: float, days: int = 7, seed: int = SEED, workers: int = 2, offset_m: float | None = None) -> dict:
     """A week (or `days`) at a fixed demand of rate_vph on one lane, with everything else the
-    road world has: platoons from the upstream light, rush-hour queues, parked cars, drift."""
-    res = traffic_replay.run_days({"rate_vph": rate_vph, "lanes": 1}, seed, days, workers=workers)
+    road world has: platoons from the upstream light, rush-hour queues, parked cars, drift.
+    offset_m: the lane centre's distance from the sensors (the world's default: 1.8 m, a
+    kerb-side mount)."""
+    lanes = 1 if offset_m is None else [{"direction": 1, "offset_m": offset_m}]
+    res = traffic_replay.run_days({"rate_vph": rate_vph, "lanes": lanes}, seed, days, workers=workers)
     return summarise(res)
 
 
