@@ -91,7 +91,8 @@ class Detector:
     see the same shape shifted, and a centroid, unlike a threshold crossing, does not depend on
     the noise at one sample nor on the sample grid).
     Counters: count (PASSED + PARKED), n_parked, n_departed (parked vehicles that left: not
-    counted again), n_spikes (detections shorter than min_on_ms)."""
+    counted again), n_spikes (detections shorter than min_on_ms), n_rebased (the baseline
+    corrected to a standing level that was the road itself)."""
 
     def __init__(self, rate_hz, cfg=None):
         rate = int(rate_hz)
@@ -120,7 +121,7 @@ class Detector:
         self.guard = g if g > 0 else 1
         tau = int(_cfg(cfg, "base_tau_s")) * bps // 1000  # blocks
         w = int(_cfg(cfg, "warm_s")) * bps // 1000
-        self.warm = w if w > 0 else 0
+        self.warm = max(w, 0)
         k = 1
         while k < _MAX_K and (1 << (k + 1)) - tau < tau - (1 << k):  # nearest power of two
             k += 1
