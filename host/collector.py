@@ -6,6 +6,8 @@ SQLite; docs/collector.md describes the tables.
     ...
     c.stop()
 
+    Collector("mqtts://broker.example.org", "town.db", ca="town-ca.pem")   # TLS, port 8883
+
 Why nothing is lost:
 - every message is validated (host.schemas.check_message); an invalid one goes to the
   `quarantine` table with its raw bytes and the reason, never dropped;
@@ -14,6 +16,10 @@ Why nothing is lost:
 - the broker keeps the session (subscription and queued QoS 1 messages) while the collector is
   away, and paho reconnects by itself after a broker restart;
 - redelivered readings and events are recognised by (node, seq) and counted, not stored twice.
+
+Over TLS (mqtts://) the broker's certificate must chain to the CA file given (else the system
+trust store) and name the host of the URL. A certificate that fails is final: the collector
+stops (BrokerCertificateError, exit 2) instead of retrying, before any message was taken.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import signal
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -31,7 +38,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 
 from host import schemas
-from simulator.broker import parse_url
+from host.broker_url import parse as parse_broker_url
 
 DEFAULT_CLIENT_ID = "townsense-collector"
 PASSWORD_ENV = "TOWNSENSE_MQTT_PASSWORD"
@@ -84,6 +91,67 @@ CREATE INDEX IF NOT EXISTS readings_node_ts ON readings (node, ts);
 CREATE INDEX IF NOT EXISTS events_level ON events (level, ts);
 CREATE INDEX IF NOT EXISTS health_node ON health (node, ts);
 """
+
+
+class BrokerCertificateError(ConnectionError):
+    """The broker's TLS certificate failed verification (unknown CA, another host's name,
+    expired): retrying does not mend it, so the collector stops."""
+
+
+# OpenSSL's X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code) grouped by remedy
+_UNTRUSTED = {2, 18, 19, 20, 21, 27}   # issuer unknown, self-signed, not trusted
+_WRONG_NAME = {62, 64}                 # host name / IP address mismatch
+_EXPIRED, _NOT_YET_VALID = 10, 9
+
+
+def certificate_problem(url: str, ca: str | None, e: ssl.SSLCertVerificationError) -> str:
+    """One line: what was wrong with the broker's certificate and what to do about it."""
+    detail = (e.verify_message or e.reason or str(e)).rstrip(".")
+    host = parse_broker_url(url).host
+    code = e.verify_code
+    if code in _UNTRUSTED:
+        why = "its certificate is not signed by a CA in %s (%s); give the broker's CA with --ca FILE" % (
+            "the CA file %s" % ca if ca else "the system trust store", detail)
+    elif code in _WRONG_NAME:
+        why = "its certificate is not issued for %r (%s); use a host name the certificate names" % (host, detail)
+    elif code == _EXPIRED:
+        why = "its certificate has expired (%s); the broker needs a renewed certificate" % detail
+    elif code == _NOT_YET_VALID:
+        why = "its certificate is not valid yet (%s); check this computer's clock" % detail
+    else:
+        why = "its certificate failed verification (%s)" % detail
+    return "cannot trust the broker %s: %s" % (url, why)
+
+
+def tls_context(ca: str | None, on_handshake_error) -> ssl.SSLContext:
+    """The context paho's tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED) builds (a
+    PROTOCOL_TLS_CLIENT context: certificate required, host name checked; the CA file, else the
+    system trust store), built here so that its sockets can report a failed handshake:
+    paho catches the error and retries for ever without passing it on."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    try:
+        if ca is not None:
+            ctx.load_verify_locations(cafile=ca)
+        else:
+            ctx.load_default_certs()
+    except ssl.SSLError as e:
+        raise ValueError("--ca %s: no PEM CA certificate could be read from it (%s)" % (ca, e.reason or e)) from None
+    except OSError as e:
+        raise ValueError("--ca %s: %s" % (ca, e.strerror or e)) from None
+
+    class ReportingSSLSocket(ssl.SSLSocket):
+        def do_handshake(self, *args, **kwargs):
+            try:
+                return super().do_handshake(*args, **kwargs)
+            except OSError as e:  # ssl.SSLError, or a timeout of a peer that speaks no TLS
+                on_handshake_error(e)
+                raise
+
+    ctx.sslsocket_class = ReportingSSLSocket  # documented: may be set on an instance
+    return ctx
+
 
 COUNTERS = ("messages", "readings", "events", "health", "status", "acks", "commands",
             "duplicates", "restamped", "quarantined")
@@ -212,11 +280,15 @@ class Collector:
 
     def __init__(self, broker_url: str, db_path: str | Path, prefix: str = schemas.DEFAULT_PREFIX,
                  client_id: str = DEFAULT_CLIENT_ID, reconnect_max_s: int = 30, log=None,
-                 username: str | None = None, password: str | None = None):
-        self.host, self.port = parse_url(broker_url)  # ValueError names a bad URL
+                 username: str | None = None, password: str | None = None, ca: str | Path | None = None):
+        url = parse_broker_url(broker_url)  # ValueError names a bad URL
+        self.host, self.port, self.tls = url.host, url.port, url.tls
+        if ca is not None and not self.tls:
+            raise ValueError("--ca %s is for a TLS broker (mqtts://); %s is plain MQTT" % (ca, broker_url))
         bad = schemas.topic_name_problems(None, prefix)
         if bad:
             raise ValueError(bad[0])
+        self.ca = str(ca) if ca is not None else None
         self.url = broker_url
         self.prefix = prefix
         self.db_path = Path(db_path)
@@ -232,7 +304,10 @@ class Collector:
         self.client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
         if username is not None:
             self.client.username_pw_set(username, password)
+        if self.tls:
+            self.client.tls_set_context(tls_context(self.ca, self._on_handshake_error))
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -254,6 +329,18 @@ class Collector:
         self.log("connected to %s (session %s)" % (self.url, "resumed" if flags.session_present else "new"))
         # subscribing again is harmless with a resumed session and needed with a new one
         client.subscribe(self.prefix + "/+/+", qos=1)
+
+    def _on_handshake_error(self, e: OSError) -> None:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            self.error = BrokerCertificateError(certificate_problem(self.url, self.ca, e))
+            self.log(str(self.error))
+        elif self.error is None:
+            # no TLS on that port, a broker shutting down mid-handshake: may mend, keep trying
+            self.log("TLS handshake with %s failed (%s); retrying" % (self.url, getattr(e, "reason", None) or e))
+
+    def _on_connect_fail(self, client, userdata):
+        if isinstance(self.error, BrokerCertificateError):
+            client.disconnect()  # stop paho's retries: the next handshake fails the same way
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None):
         if any(rc.is_failure for rc in reason_codes):
@@ -297,7 +384,8 @@ class Collector:
             if not self.subscribed.is_set():
                 self.stop()
                 raise RuntimeError(str(self.error) if self.error else
-                                   "cannot subscribe at the broker %s within %.0f s" % (self.url, timeout))
+                                   "cannot subscribe at the broker %s within %.0f s" % (self.url, timeout)
+                                   ) from self.error
         return self
 
     def wait_quiet(self, quiet_s: float = 0.5, limit_s: float = 30.0) -> bool:
@@ -355,6 +443,8 @@ class Collector:
         c = self.counts
         self.log("stopped: %d messages, %d readings, %d duplicates, %d quarantined" % (
             c["messages"], c["readings"], c["duplicates"], c["quarantined"]))
+        if isinstance(self.error, BrokerCertificateError):
+            return 2
         return 1 if self.error else 0
 
 
@@ -387,15 +477,19 @@ def credentials(args) -> tuple[str | None, str | None]:
 def cmd_collect(args) -> int:
     try:
         user, pw = credentials(args)
-        c = Collector(args.broker, args.db, args.prefix, client_id=args.client_id, username=user, password=pw)
+        c = Collector(args.broker, args.db, args.prefix, client_id=args.client_id, username=user, password=pw,
+                      ca=args.ca)
     except (ValueError, OSError) as e:
         print("townsense collect: %s" % e, file=sys.stderr)
         return 2
     try:
-        return c.run(every_s=args.every)
+        status = c.run(every_s=args.every)
     except (sqlite3.Error, OSError) as e:
         print("townsense collect: %s: %s" % (args.db, e), file=sys.stderr)
         return 1
+    if isinstance(c.error, BrokerCertificateError):
+        print("townsense collect: %s" % c.error, file=sys.stderr)
+    return status
 
 
 def register(sub) -> None:
@@ -403,7 +497,12 @@ def register(sub) -> None:
                        description="Subscribe to <prefix>/+/+ with a persistent session (QoS 1) and store "
                                    "readings, events, health, status and acks in SQLite; invalid messages "
                                    "go to the quarantine table. Ctrl-C stops.")
-    p.add_argument("--broker", required=True, help="mqtt://HOST[:PORT]")
+    p.add_argument("--broker", required=True,
+                   help="mqtt://HOST[:PORT] (port 1883) or, over TLS, mqtts://HOST[:PORT] (port 8883)")
+    # no way to skip verification is offered on purpose: a town must not be nudged into it
+    p.add_argument("--ca", metavar="FILE",
+                   help="mqtts:// only: PEM file of the CA(s) that signed the broker's certificate "
+                        "(default: the system trust store)")
     p.add_argument("--db", required=True, help="the SQLite database (created if missing)")
     p.add_argument("--prefix", default=schemas.DEFAULT_PREFIX, help="topic prefix (default: %(default)s)")
     p.add_argument("--client-id", default=DEFAULT_CLIENT_ID,

@@ -77,28 +77,31 @@ class EmbeddedBrokerError(RuntimeError):
     """The embedded broker could not start (port taken, bad address, library failure)."""
 
 
-def parse_url(url: str) -> tuple[str, int]:
-    """("host", port) from "mqtt://host:port"; the port defaults to 1883.
+def parse_url(url: str, schemes: dict | None = None) -> tuple[str, int]:
+    """("host", port) from "mqtt://host:port"; the port defaults to 1883. schemes: the schemes
+    accepted, each with its default port (default {"mqtt": 1883}; the collector also takes
+    "mqtts": 8883).
 
     Raises ValueError, naming the URL, for another scheme (mqtts, ws, tcp, ...), a missing host,
     a port that is not a number in 1..65535, or credentials, a path, a query or a fragment.
     """
+    schemes = schemes or {_SCHEME: DEFAULT_PORT}
+    expected = " or ".join("%s://host[:port]" % s for s in schemes) if len(schemes) > 1 else "%s://host:port" % _SCHEME
     if not isinstance(url, str):
         raise ValueError("broker URL must be a string like mqtt://host:1883, not %r" % (url,))
     parts = urlsplit(url)
     if "://" not in url or not parts.scheme:
-        raise ValueError("broker URL %r has no scheme: expected mqtt://host:port" % url)
-    if parts.scheme != _SCHEME:
-        raise ValueError("broker URL %r: unsupported scheme %r, only mqtt://host:port is supported"
-                         % (url, parts.scheme))
+        raise ValueError("broker URL %r has no scheme: expected %s" % (url, expected))
+    if parts.scheme not in schemes:
+        raise ValueError("broker URL %r: unsupported scheme %r, %s" % (
+            url, parts.scheme, "expected " + expected if len(schemes) > 1 else "only %s is supported" % expected))
     if "@" in parts.netloc:
         raise ValueError("broker URL %r: credentials in the URL are not supported" % url)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("broker URL %r: expected mqtt://host:port with nothing after the port"
-                         % url)
+        raise ValueError("broker URL %r: expected %s with nothing after the port" % (url, expected))
     host = parts.hostname
     if not host:
-        raise ValueError("broker URL %r has no host: expected mqtt://host:port" % url)
+        raise ValueError("broker URL %r has no host: expected %s" % (url, expected))
     try:
         port = parts.port
     except ValueError:
@@ -106,8 +109,8 @@ def parse_url(url: str) -> tuple[str, int]:
     if port is None:
         if parts.netloc.endswith(":"):
             raise ValueError("broker URL %r: empty port after ':' (leave out ':' for %d)"
-                             % (url, DEFAULT_PORT))
-        return host, DEFAULT_PORT
+                             % (url, schemes[parts.scheme]))
+        return host, schemes[parts.scheme]
     if not 1 <= port <= 65535:
         raise ValueError("broker URL %r: the port must be a number in 1..65535" % url)
     return host, port

@@ -245,31 +245,43 @@ def test_cli_refuses_a_bad_broker_url(tmp_path, capsys):
     assert not (tmp_path / "x.db").exists()
 
 
+class _Lines:
+    """A process's output lines, read in a thread; until(text) waits for one containing text."""
+
+    def __init__(self, proc):
+        self.q: queue.Queue = queue.Queue()
+        self.seen: list = []
+        threading.Thread(target=lambda: [self.q.put(x) for x in proc.stdout], daemon=True).start()
+
+    def until(self, text, limit_s=20.0):
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                self.seen.append(self.q.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            if text in self.seen[-1]:
+                return True
+        return False
+
+
+def collect_process(args):
+    """`townsense collect ARGS` as its own process (the collector's CLI alone): (process,
+    until(text) -> bool, the lines seen so far)."""
+    script = ("import argparse, sys\nfrom host import collector\np = argparse.ArgumentParser()\n"
+              "collector.register(p.add_subparsers(dest='cmd'))\na = p.parse_args(sys.argv[1:])\n"
+              "sys.exit(a.func(a))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, "collect"] + list(args), cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = _Lines(proc)
+    return proc, lines.until, lines.seen
+
+
 def test_cli_collects_until_stopped(mosquitto, tmp_path):
     """`townsense collect` as a process: it says when it is connected, prints its counts, and a
     SIGTERM (a service manager's stop) ends it cleanly with status 0."""
     db_path = tmp_path / "cli.db"
-    script = ("import argparse, sys\nfrom host import collector\np = argparse.ArgumentParser()\n"
-              "collector.register(p.add_subparsers(dest='cmd'))\na = p.parse_args(sys.argv[1:])\n"
-              "sys.exit(a.func(a))\n")
-    proc = subprocess.Popen([sys.executable, "-c", script, "collect", "--broker", mosquitto.url, "--db", str(db_path),
-                             "--every", "0.2"], cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
-    seen = []
-
-    def until(text, limit_s=20.0):
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            try:
-                seen.append(lines.get(timeout=0.2))
-            except queue.Empty:
-                continue
-            if text in seen[-1]:
-                return True
-        return False
-
+    proc, until, seen = collect_process(["--broker", mosquitto.url, "--db", str(db_path), "--every", "0.2"])
     try:
         assert until("connected to %s (session new)" % mosquitto.url), seen
         assert until("subscribed to townsense/+/+"), seen

@@ -70,20 +70,23 @@ class CA:
 
 
 # ---- brokers ----------------------------------------------------------------------------------
-class TLSMosquitto:
-    """A mosquitto with its plain listener (port) and a TLS listener (tls_port) whose server
-    certificate (127.0.0.1 and localhost) is signed by `ca`."""
+class CertMosquitto:
+    """A mosquitto with its plain listener (port) and a TLS listener (tls_port) that presents the
+    given server certificate, whatever it says; ca_pem: also the CA file of the listener;
+    extra: more mosquitto config."""
 
-    def __init__(self, workdir: Path, ca: CA):
+    def __init__(self, workdir: Path, cert_and_key: tuple[bytes, bytes], extra: str = "",
+                 ca_pem: bytes | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
-        cert, key = ca.server()
-        files = {"ca.pem": ca.pem, "server.pem": cert, "server.key": key}
-        for name, data in files.items():
-            (workdir / name).write_bytes(data)
+        (workdir / "server.pem").write_bytes(cert_and_key[0])
+        (workdir / "server.key").write_bytes(cert_and_key[1])
+        cafile = ""
+        if ca_pem is not None:
+            (workdir / "ca.pem").write_bytes(ca_pem)
+            cafile = "cafile %s\n" % (workdir / "ca.pem")
         self.tls_port = free_port()
-        extra = "listener %d %s\ncafile %s\ncertfile %s\nkeyfile %s\n" % (
-            self.tls_port, HOST, workdir / "ca.pem", workdir / "server.pem", workdir / "server.key")
-        self.broker = Mosquitto(workdir / "mosquitto", extra_config=extra)
+        self.broker = Mosquitto(workdir / "mosquitto", extra_config="listener %d %s\n%scertfile %s\nkeyfile %s\n%s" % (
+            self.tls_port, HOST, cafile, workdir / "server.pem", workdir / "server.key", extra))
         self.port = self.broker.port
 
     def __enter__(self):
@@ -92,6 +95,13 @@ class TLSMosquitto:
 
     def __exit__(self, *exc):
         self.broker.stop()
+
+
+class TLSMosquitto(CertMosquitto):
+    """A CertMosquitto whose server certificate (127.0.0.1 and localhost) is signed by `ca`."""
+
+    def __init__(self, workdir: Path, ca: CA):
+        super().__init__(workdir, ca.server(), ca_pem=ca.pem)
 
 
 @pytest.fixture(scope="module")
