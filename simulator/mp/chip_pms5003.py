@@ -57,8 +57,9 @@
 # Randomness comes from the chip's own xorshift32, seeded from the board's seed, node id and
 # UART id: the same scenario seed gives the same bytes, whatever else draws numbers.
 
-BAUD = 9600
-CHAR_BITS = 10  # 8N1: start, 8 data, stop
+from uartchip import BAUD, CHAR_BITS, KAPPA_COARSE, KAPPA_FINE, RH_KNEE, RHO_P, UartChip, growth, wire_us  # noqa: F401
+from chiprng import fnv as _fnv
+
 FRAME_LEN = 32
 STABLE_US = 2300000
 FAST_MIN_US = 200000
@@ -69,35 +70,9 @@ WARM_UP_US = 30000000
 BACKLOG = 48
 ACTIVE_MA = 100.0
 STANDBY_MA = 0.2
-RH_KNEE = 70.0
-RHO_P = 1.65
-KAPPA_FINE = 0.3
-KAPPA_COARSE = 0.1
-
 CMD_READ = 0xE2
 CMD_MODE = 0xE1
 CMD_SLEEP = 0xE4
-
-
-def wire_us(nchars):
-    """Time nchars take on the wire, rounded up as fake_machine.UART counts it."""
-    return (nchars * CHAR_BITS * 1000000 + BAUD - 1) // BAUD
-
-
-def growth(rh, kappa):
-    """Factor by which water on the particles raises the mass an optical sensor reads."""
-    if rh is None:
-        return 1.0
-    rh = float(rh)
-    if rh <= RH_KNEE:
-        return 1.0
-    if rh > 99.0:
-        rh = 99.0
-
-    def c(aw):
-        return 1.0 + (kappa / RHO_P) * aw / (1.0 - aw)
-
-    return c(rh / 100.0) / c(RH_KNEE / 100.0)
 
 
 def cf1_from_atm(atm):
@@ -147,14 +122,7 @@ def ack(cmd, datal):
     return bytes(f)
 
 
-def _fnv(text):
-    h = 2166136261
-    for ch in text:
-        h = ((h ^ ord(ch)) * 16777619) & 0xFFFFFFFF
-    return h or 1
-
-
-class PMS5003:
+class PMS5003(UartChip):
     def __init__(self, board, uart_id, scene, set_pin=None, seed=None, warm=False):
         """warm: the sensor has been running for longer than the warm-up already."""
         self.board = board
@@ -200,25 +168,6 @@ class PMS5003:
             self._prev_watch = board.pins[set_pin]["watch"]
             board.pins[set_pin]["watch"] = self._on_set
             self._set_low = not board.pin_level(set_pin)
-
-    # ---- randomness ----------------------------------------------------------------------
-    def _next(self):
-        x = self._rng
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._rng = x
-        return x
-
-    def random(self):
-        return self._next() / 4294967296.0
-
-    def _gauss(self):
-        # Irwin-Hall: the sum of 12 uniforms minus 6 has mean 0, sd 1.
-        t = 0.0
-        for _ in range(12):
-            t += self.random()
-        return t - 6.0
 
     # ---- power, laser, state -------------------------------------------------------------
     def awake(self):
@@ -347,46 +296,14 @@ class PMS5003:
             c = 1.0
         return FAST_MAX_US - int((FAST_MAX_US - FAST_MIN_US) * c)
 
-    # ---- the wire ------------------------------------------------------------------------
-    def _send(self, t, data, sc, frame=False):
-        # Queue bytes to go out from sim time t (after what is already going out), with the
-        # scene's line faults.
-        start = t if t > self._tx_free else self._tx_free
-        n = len(data)
-        self._tx_free = start + wire_us(n)
-        clean = data
-        corrupt = float(sc.get("corrupt", 0.0))
-        drop = float(sc.get("drop", 0.0))
-        slots = None
-        if corrupt > 0.0 or drop > 0.0:
-            out = bytearray()
-            slots = []
-            for i in range(n):
-                b = data[i]
-                u_drop = self.random()
-                u_flip = self.random()
-                u_bit = self.random()
-                if u_drop < drop:
-                    self.bytes_dropped += 1
-                    continue
-                if u_flip < corrupt:
-                    b ^= 1 << int(u_bit * 8)
-                    self.bytes_corrupted += 1
-                out.append(b)
-                slots.append(i)
-            data = bytes(out)
-        if frame:
-            if data != clean:
-                self.frames_damaged += 1
-            if self.log is not None:
-                self.log.append((clean, data))
-        if data:
-            self._q.append([start, data, slots, 0, n])
+    # ---- the wire (UartChip sends and hands over) -----------------------------------------
+    def _streaming(self):
+        return not self.passive and self.awake()
 
     def _catch_up(self, now):
         # Make the active-mode frames due by now.
         made = 0
-        while not self.passive and self.awake() and self._next_us <= now:
+        while self._streaming() and self._next_us <= now:
             if made >= BACKLOG:
                 skip = (now - self._next_us) // STABLE_US + 1
                 self.unheard += skip
@@ -400,38 +317,6 @@ class PMS5003:
                 continue
             self._send(t, self._measure(t, sc), sc, True)
             self._next_us = t + self._interval()
-
-    def _arrival(self, f, pos):
-        slots = f[2]
-        return f[0] + wire_us((pos if slots is None else slots[pos]) + 1)
-
-    def uart_take(self, board):
-        now = board.clock.now_us
-        self._catch_up(now)
-        out = bytearray()
-        q = self._q
-        while q:
-            f = q[0]
-            data = f[1]
-            pos = f[3]
-            while pos < len(data) and self._arrival(f, pos) <= now:
-                out.append(data[pos])
-                pos += 1
-            f[3] = pos
-            if pos < len(data):
-                break
-            q.pop(0)
-        return bytes(out)
-
-    def uart_next_at(self, board):
-        now = board.clock.now_us
-        self._catch_up(now)
-        if self._q:
-            f = self._q[0]
-            return self._arrival(f, f[3])
-        if not self.passive and self.awake():
-            return self._next_us + wire_us(1)
-        return None
 
     def uart_write(self, board, data):
         now = board.clock.now_us

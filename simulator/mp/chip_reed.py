@@ -39,17 +39,13 @@
 # Randomness comes from the chip's own xorshift32 seeded from the board seed, node id and pin,
 # so the same seed gives the same bounces under CPython and MicroPython.
 
+from chiprng import ChipRandom
+from chiprng import fnv as _fnv
+
 _MIN_BOUNCE_US = 20
 
 
-def _fnv(text):
-    h = 2166136261
-    for ch in text:
-        h = ((h ^ ord(ch)) * 16777619) & 0xFFFFFFFF
-    return h or 1
-
-
-class Reed:
+class Reed(ChipRandom):
     def __init__(self, board, pin, flow_source, litres_per_pulse, bounce_ms=(0.5, 3.0),
                  dir_pin=None, seed=None, rc_us=0, pullup=False, quarter=2, poll_s=60):
         if litres_per_pulse <= 0:
@@ -89,17 +85,9 @@ class Reed:
                 board.pin_edge(self.pins[i], 0 if self._closed[i] else self.open_level)
         self._reschedule()
 
-    # ---- randomness ----------------------------------------------------------------------
-    def _next(self):
-        x = self._rng
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._rng = x
-        return x
-
+    # ---- randomness (ChipRandom) -----------------------------------------------------------
     def _uniform(self, lo, hi):
-        return lo + (hi - lo) * (self._next() / 4294967296.0)
+        return lo + (hi - lo) * self.random()
 
     # ---- truth ---------------------------------------------------------------------------
     def litres(self):

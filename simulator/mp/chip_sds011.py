@@ -32,8 +32,9 @@
 # Active-mode frames are made lazily as in chip_pms5003.py (BACKLOG, unheard). Randomness: the
 # chip's own xorshift32 seeded from the board's seed, node id and UART id; the device ID too.
 
-BAUD = 9600
-CHAR_BITS = 10
+from uartchip import BAUD, CHAR_BITS, KAPPA_COARSE, KAPPA_FINE, RH_KNEE, RHO_P, UartChip, growth, wire_us  # noqa: F401
+from chiprng import fnv as _fnv
+
 FRAME_LEN = 10
 CMD_LEN = 19
 PERIOD_US = 1000000
@@ -43,35 +44,10 @@ WARM_UP_US = 30000000
 BACKLOG = 48
 WORK_MA = 70.0
 SLEEP_MA = 4.0
-RH_KNEE = 70.0
-RHO_P = 1.65
-KAPPA_FINE = 0.3
-KAPPA_COARSE = 0.1
 
 CMD_REPORT_MODE = 2
 CMD_QUERY = 4
 CMD_SLEEP_WORK = 6
-
-
-def wire_us(nchars):
-    return (nchars * CHAR_BITS * 1000000 + BAUD - 1) // BAUD
-
-
-def growth(rh, kappa):
-    """Factor by which water on the particles raises the mass an optical sensor reads
-    (the model of chip_pms5003.py)."""
-    if rh is None:
-        return 1.0
-    rh = float(rh)
-    if rh <= RH_KNEE:
-        return 1.0
-    if rh > 99.0:
-        rh = 99.0
-
-    def c(aw):
-        return 1.0 + (kappa / RHO_P) * aw / (1.0 - aw)
-
-    return c(rh / 100.0) / c(RH_KNEE / 100.0)
 
 
 def _q10(x):
@@ -93,14 +69,7 @@ def frame(kind, d):
     return bytes(f)
 
 
-def _fnv(text):
-    h = 2166136261
-    for ch in text:
-        h = ((h ^ ord(ch)) * 16777619) & 0xFFFFFFFF
-    return h or 1
-
-
-class SDS011:
+class SDS011(UartChip):
     def __init__(self, board, uart_id, scene, seed=None, warm=False, query_mode=False):
         """warm: already running for longer than the warm-up. query_mode: the reporting mode
         stored in the sensor's flash from an earlier life (factory default: active)."""
@@ -140,24 +109,6 @@ class SDS011:
         self.log = None  # a list: (clean frame, bytes sent) appended for every data frame
         board.peripherals.append(self)
         board.uart_devices[uart_id] = self
-
-    # ---- randomness ----------------------------------------------------------------------
-    def _next(self):
-        x = self._rng
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._rng = x
-        return x
-
-    def random(self):
-        return self._next() / 4294967296.0
-
-    def _gauss(self):
-        t = 0.0
-        for _ in range(12):
-            t += self.random()
-        return t - 6.0
 
     # ---- power, laser, state -------------------------------------------------------------
     def awake(self):
@@ -240,43 +191,13 @@ class SDS011:
         i = self.device_id
         return frame(0xC0, (v25 & 0xFF, v25 >> 8, v10 & 0xFF, v10 >> 8, i & 0xFF, i >> 8))
 
-    # ---- the wire ------------------------------------------------------------------------
-    def _send(self, t, data, sc, is_frame=False):
-        start = t if t > self._tx_free else self._tx_free
-        n = len(data)
-        self._tx_free = start + wire_us(n)
-        clean = data
-        corrupt = float(sc.get("corrupt", 0.0))
-        drop = float(sc.get("drop", 0.0))
-        slots = None
-        if corrupt > 0.0 or drop > 0.0:
-            out = bytearray()
-            slots = []
-            for i in range(n):
-                b = data[i]
-                u_drop = self.random()
-                u_flip = self.random()
-                u_bit = self.random()
-                if u_drop < drop:
-                    self.bytes_dropped += 1
-                    continue
-                if u_flip < corrupt:
-                    b ^= 1 << int(u_bit * 8)
-                    self.bytes_corrupted += 1
-                out.append(b)
-                slots.append(i)
-            data = bytes(out)
-        if is_frame:
-            if data != clean:
-                self.frames_damaged += 1
-            if self.log is not None:
-                self.log.append((clean, data))
-        if data:
-            self._q.append([start, data, slots, 0, n])
+    # ---- the wire (UartChip sends and hands over) -----------------------------------------
+    def _streaming(self):
+        return not self.query_mode and not self._asleep
 
     def _catch_up(self, now):
         made = 0
-        while not self.query_mode and not self._asleep and self._next_us <= now:
+        while self._streaming() and self._next_us <= now:
             if made >= BACKLOG:
                 skip = (now - self._next_us) // PERIOD_US + 1
                 self.unheard += skip
@@ -289,38 +210,6 @@ class SDS011:
             if sc.get("dead"):
                 continue
             self._send(t, self._measure(t, sc), sc, True)
-
-    def _arrival(self, f, pos):
-        slots = f[2]
-        return f[0] + wire_us((pos if slots is None else slots[pos]) + 1)
-
-    def uart_take(self, board):
-        now = board.clock.now_us
-        self._catch_up(now)
-        out = bytearray()
-        q = self._q
-        while q:
-            f = q[0]
-            data = f[1]
-            pos = f[3]
-            while pos < len(data) and self._arrival(f, pos) <= now:
-                out.append(data[pos])
-                pos += 1
-            f[3] = pos
-            if pos < len(data):
-                break
-            q.pop(0)
-        return bytes(out)
-
-    def uart_next_at(self, board):
-        now = board.clock.now_us
-        self._catch_up(now)
-        if self._q:
-            f = self._q[0]
-            return self._arrival(f, f[3])
-        if not self.query_mode and not self._asleep:
-            return self._next_us + wire_us(1)
-        return None
 
     def uart_write(self, board, data):
         now = board.clock.now_us

@@ -29,6 +29,9 @@
 # Randomness comes from the chip's own xorshift32, seeded from the board's seed, node id and
 # the trigger pin: the same scenario seed gives the same pings, whatever else draws numbers.
 
+from chiprng import ChipRandom
+from chiprng import fnv as _fnv
+
 BURST_US = 200  # 8 cycles of 40 kHz before ECHO rises
 MIN_TRIGGER_US = 10
 BOOT_US = 50000
@@ -45,14 +48,7 @@ def true_speed_m_s(air_c):
     return 331.3 * (1.0 + air_c / 273.15) ** 0.5
 
 
-def _fnv(text):
-    h = 2166136261
-    for ch in text:
-        h = ((h ^ ord(ch)) * 16777619) & 0xFFFFFFFF
-    return h or 1
-
-
-class Ultrasonic:
+class Ultrasonic(ChipRandom):
     def __init__(self, board, trigger, echo, scene, model="jsn-sr04t", power=None, seed=None):
         phys = PHYSICS.get(model)
         if phys is None:
@@ -99,25 +95,6 @@ class Ultrasonic:
                 self._powered_at = board.clock.now_us - BOOT_US  # already on and booted
         board.pin_inputs[echo] = self._echo_level
         board.pulse_sources[echo] = self._pulse
-
-    # ---- randomness ----------------------------------------------------------------------
-    def _next(self):
-        x = self._rng
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._rng = x
-        return x
-
-    def random(self):
-        return self._next() / 4294967296.0
-
-    def _gauss(self):
-        # Irwin-Hall: the sum of 12 uniforms minus 6 has mean 0, sd 1.
-        t = 0.0
-        for _ in range(12):
-            t += self.random()
-        return t - 6.0
 
     # ---- pins ----------------------------------------------------------------------------
     def _is_on(self, now):
