@@ -57,7 +57,7 @@
 # Randomness comes from the chip's own xorshift32, seeded from the board's seed, node id and
 # UART id: the same scenario seed gives the same bytes, whatever else draws numbers.
 
-from uartchip import BAUD, CHAR_BITS, KAPPA_COARSE, KAPPA_FINE, RH_KNEE, RHO_P, UartChip, growth, wire_us  # noqa: F401
+from uartchip import BAUD, CHAR_BITS, KAPPA_COARSE, KAPPA_FINE, RH_KNEE, RHO_P, WARM_UP_US, UartChip, growth, wire_us  # noqa: F401
 from chiprng import fnv as _fnv
 
 FRAME_LEN = 32
@@ -66,7 +66,6 @@ FAST_MIN_US = 200000
 FAST_MAX_US = 800000
 FIRST_FRAME_US = 1000000
 REPLY_US = 5000
-WARM_UP_US = 30000000
 BACKLOG = 48
 ACTIVE_MA = 100.0
 STANDBY_MA = 0.2
@@ -123,6 +122,9 @@ def ack(cmd, datal):
 
 
 class PMS5003(UartChip):
+    WORK_MA = ACTIVE_MA
+    IDLE_MA = STANDBY_MA
+
     def __init__(self, board, uart_id, scene, set_pin=None, seed=None, warm=False):
         """warm: the sensor has been running for longer than the warm-up already."""
         self.board = board
@@ -173,26 +175,6 @@ class PMS5003(UartChip):
     def awake(self):
         return not self._cmd_sleep and not self._set_low
 
-    def _account(self):
-        now = self.board.clock.now_us
-        dt = now - self._since
-        if dt > 0:
-            if self.awake():
-                self._charge += dt * ACTIVE_MA
-                self._laser += dt
-            else:
-                self._charge += dt * STANDBY_MA
-        self._since = now
-
-    def charge_ma_us(self):
-        self._account()
-        return self._charge
-
-    @property
-    def laser_on_us(self):
-        self._account()
-        return self._laser
-
     def _changed(self, was):
         # After a state change (accounted before it): start or stop the fan and the stream.
         now = self.board.clock.now_us
@@ -233,19 +215,7 @@ class PMS5003(UartChip):
     # ---- measuring -----------------------------------------------------------------------
     def _measure(self, t, sc):
         """The data frame measured at sim time t."""
-        age = t - self._woke_us
-        gain = 1.0
-        extra = 0.0
-        warming = age < WARM_UP_US
-        if warming:
-            f = age / WARM_UP_US if age > 0 else 0.0
-            gain = 0.1 + 0.9 * f
-            extra = 0.3 * (1.0 - f)
-        g1 = self._gauss()
-        g2 = self._gauss()
-        common = 1.0 + float(sc.get("noise", 0.0)) * g1 + extra * g2
-        if common < 0.0:
-            common = 0.0
+        warming, k = self._gain(t, sc)
         pm1 = float(sc.get("pm1", 0.0))
         pm25 = float(sc.get("pm25", 0.0))
         pm10 = float(sc.get("pm10", 0.0))
@@ -259,7 +229,6 @@ class PMS5003(UartChip):
         rh = sc.get("rh")
         gf = growth(rh, float(sc.get("kappa", KAPPA_FINE)))
         gc = growth(rh, KAPPA_COARSE)
-        k = gain * common
         a1 = pm1 * gf * k
         a25 = pm25 * gf * k
         a10 = (pm25 * gf + (pm10 - pm25) * gc) * k

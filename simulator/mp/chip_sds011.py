@@ -32,7 +32,7 @@
 # Active-mode frames are made lazily as in chip_pms5003.py (BACKLOG, unheard). Randomness: the
 # chip's own xorshift32 seeded from the board's seed, node id and UART id; the device ID too.
 
-from uartchip import BAUD, CHAR_BITS, KAPPA_COARSE, KAPPA_FINE, RH_KNEE, RHO_P, UartChip, growth, wire_us  # noqa: F401
+from uartchip import BAUD, CHAR_BITS, KAPPA_COARSE, KAPPA_FINE, RH_KNEE, RHO_P, WARM_UP_US, UartChip, growth, wire_us  # noqa: F401
 from chiprng import fnv as _fnv
 
 FRAME_LEN = 10
@@ -40,7 +40,6 @@ CMD_LEN = 19
 PERIOD_US = 1000000
 FIRST_FRAME_US = 1000000
 REPLY_US = 10000
-WARM_UP_US = 30000000
 BACKLOG = 48
 WORK_MA = 70.0
 SLEEP_MA = 4.0
@@ -70,6 +69,9 @@ def frame(kind, d):
 
 
 class SDS011(UartChip):
+    WORK_MA = WORK_MA
+    IDLE_MA = SLEEP_MA
+
     def __init__(self, board, uart_id, scene, seed=None, warm=False, query_mode=False):
         """warm: already running for longer than the warm-up. query_mode: the reporting mode
         stored in the sensor's flash from an earlier life (factory default: active)."""
@@ -114,26 +116,6 @@ class SDS011(UartChip):
     def awake(self):
         return not self._asleep
 
-    def _account(self):
-        now = self.board.clock.now_us
-        dt = now - self._since
-        if dt > 0:
-            if self._asleep:
-                self._charge += dt * SLEEP_MA
-            else:
-                self._charge += dt * WORK_MA
-                self._laser += dt
-        self._since = now
-
-    def charge_ma_us(self):
-        self._account()
-        return self._charge
-
-    @property
-    def laser_on_us(self):
-        self._account()
-        return self._laser
-
     def _set_asleep(self, now, asleep):
         if asleep == self._asleep:
             return
@@ -158,19 +140,7 @@ class SDS011(UartChip):
 
     # ---- measuring -----------------------------------------------------------------------
     def _measure(self, t, sc):
-        age = t - self._woke_us
-        gain = 1.0
-        extra = 0.0
-        warming = age < WARM_UP_US
-        if warming:
-            f = age / WARM_UP_US if age > 0 else 0.0
-            gain = 0.1 + 0.9 * f
-            extra = 0.3 * (1.0 - f)
-        g1 = self._gauss()
-        g2 = self._gauss()
-        common = 1.0 + float(sc.get("noise", 0.0)) * g1 + extra * g2
-        if common < 0.0:
-            common = 0.0
+        warming, k = self._gain(t, sc)
         pm25 = float(sc.get("pm25", 0.0))
         pm10 = float(sc.get("pm10", 0.0))
         if pm25 < 0.0:
@@ -181,7 +151,6 @@ class SDS011(UartChip):
         rh = sc.get("rh")
         gf = growth(rh, float(sc.get("kappa", KAPPA_FINE)))
         gc = growth(rh, KAPPA_COARSE)
-        k = gain * common
         v25 = _q10(pm25 * gf * k)
         v10 = _q10((pm25 * gf + (pm10 - pm25) * gc) * k)
         self.last_reading = (v25, v10)

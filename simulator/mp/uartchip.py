@@ -15,6 +15,7 @@ RH_KNEE = 70.0
 RHO_P = 1.65
 KAPPA_FINE = 0.3
 KAPPA_COARSE = 0.1
+WARM_UP_US = 30000000  # both data sheets: stable readings 30 s after a wake-up
 
 
 def wire_us(nchars):
@@ -43,6 +44,50 @@ class UartChip(ChipRandom):
     _tx_free, log = None and the counters frames_damaged, bytes_dropped, bytes_corrupted, and
     provides _catch_up(now) (makes the frames due by now), _streaming() (frames keep coming
     unasked) and _next_us (when the next one is made)."""
+
+    # ---- supply and laser --------------------------------------------------------------
+    # The subclass gives WORK_MA and IDLE_MA (its data sheet's maxima) and awake(); _since,
+    # _charge (mA·µs) and _laser (µs working) start at its power-on.
+    def _account(self):
+        now = self.board.clock.now_us
+        dt = now - self._since
+        if dt > 0:
+            if self.awake():
+                self._charge += dt * self.WORK_MA
+                self._laser += dt
+            else:
+                self._charge += dt * self.IDLE_MA
+        self._since = now
+
+    def charge_ma_us(self):
+        self._account()
+        return self._charge
+
+    @property
+    def laser_on_us(self):
+        self._account()
+        return self._laser
+
+    # ---- measuring ----------------------------------------------------------------------
+    def _gain(self, t, sc):
+        """(warming, factor) of a reading taken at sim time t: during WARM_UP_US after a wake
+        (self._woke_us) the fan has not reached its flow, so the model reads from 10 % of the
+        truth rising to 100 %, with an extra relative noise of 30 % falling to 0 (model
+        assumption, chip_pms5003.py); times 1 + the scene's relative "noise" (one draw)."""
+        age = t - self._woke_us
+        gain = 1.0
+        extra = 0.0
+        warming = age < WARM_UP_US
+        if warming:
+            f = age / WARM_UP_US if age > 0 else 0.0
+            gain = 0.1 + 0.9 * f
+            extra = 0.3 * (1.0 - f)
+        g1 = self._gauss()
+        g2 = self._gauss()
+        common = 1.0 + float(sc.get("noise", 0.0)) * g1 + extra * g2
+        if common < 0.0:
+            common = 0.0
+        return warming, gain * common
 
     # ---- the wire ------------------------------------------------------------------------
     def _send(self, t, data, sc, is_frame=False):
