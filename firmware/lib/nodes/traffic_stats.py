@@ -10,20 +10,10 @@
 # our own choosing for European vehicles: below 2.5 m no car fits (the shortest city cars are
 # about 2.5 m), 5.5 m is beyond the longest cars and 7.5 m is the usual length of a rigid 3.5 t
 # van or motorhome; a boundary belongs to the longer class.
-from micropython import const
+from nodes.traffic_detect import tdiff as _tdiff  # ticks_ms differences, wrap-safe
 
 CLASS_MM = (2500, 5500, 7500)  # class boundaries, mm
 CLASS_KEYS = ("n_2w", "n_car", "n_van", "n_hgv")  # two-wheeler, car, van, truck/bus
-_HALF = const(0x20000000)  # ticks_ms: period 2**30
-
-
-def _tdiff(a, b):
-    d = a - b
-    if d >= _HALF:
-        return d - _HALF - _HALF  # (2**30 is not a small int: in halves, no allocation)
-    if d < -_HALF:
-        return d + _HALF + _HALF
-    return d
 
 
 def length_class(length_mm):
