@@ -37,7 +37,7 @@ class Rig:
     def __init__(self, tmp: Path, seed=1, set_pin=None, warm=False, **scene):
         self.env = NodeEnv(tmp, install=False)
         (tmp / "lib" / "drivers").mkdir(parents=True)
-        for name in ("__init__.py", "pms5003.py"):
+        for name in ("__init__.py", "uartframe.py", "pms5003.py"):
             shutil.copyfile(DRIVERS / name, tmp / "lib" / "drivers" / name)
         self.board = self.env.board
         self.board.seed = seed

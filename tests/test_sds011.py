@@ -36,7 +36,7 @@ class Rig:
     def __init__(self, tmp: Path, seed=1, warm=False, query_mode=False, **scene):
         self.env = NodeEnv(tmp, install=False)
         (tmp / "lib" / "drivers").mkdir(parents=True)
-        for name in ("__init__.py", "sds011.py"):
+        for name in ("__init__.py", "uartframe.py", "sds011.py"):
             shutil.copyfile(DRIVERS / name, tmp / "lib" / "drivers" / name)
         self.board = self.env.board
         self.board.seed = seed

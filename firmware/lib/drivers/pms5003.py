@@ -29,6 +29,8 @@ import struct
 import time
 from micropython import const
 
+from drivers.uartframe import FrameParser
+
 BAUD = const(9600)
 FRAME_LEN = const(32)
 _LEN_WORD = const(28)  # Appendix I: frame length = 2*13 + 2
@@ -87,73 +89,25 @@ def decode(buf):
     return (w[3], w[4], w[5], w[0], w[1], w[2], w[6], w[7], w[8], w[9], w[10], w[11])
 
 
-class Parser:
-    """Finds valid data frames in a byte stream fed in pieces of any size. A partial frame is
-    kept across feed() calls; bytes that cannot start a frame are skipped; a frame with the
-    right header and length but a wrong check code is counted in `bad` and dropped, and the
-    search resumes at the byte after its first one (a real frame may start inside it). Never
-    raises, whatever the bytes."""
+class Parser(FrameParser):
+    """Finds valid data frames in a byte stream fed in pieces of any size (drivers/uartframe.py:
+    partial frames kept, junk skipped, a frame with the right header and length but a wrong
+    check code counted in `bad`). Never raises, whatever the bytes."""
+
+    PREFIX = 4  # header 42 4D, length 00 1C
 
     def __init__(self):
-        self._buf = bytearray(FRAME_LEN)
-        self._n = 0
-        self.frames = 0  # valid frames found
-        self.bad = 0  # header and length right, check code wrong
-        self.skipped = 0  # bytes thrown away while looking for a header
+        FrameParser.__init__(self, FRAME_LEN)
 
-    def reset(self):
-        """Forget a partial frame (after flushing the UART, say)."""
-        self._n = 0
+    def _prefix_ok(self, pos, b):
+        return _prefix_ok(pos, b)
 
-    def feed(self, data, n=-1):
-        """Feed bytes (the first n of data when n >= 0); returns the list of readings of the
-        frames completed by them, oldest first."""
-        out = []  # type: list[tuple]
-        if data is None:
-            return out
-        if n < 0 or n > len(data):
-            n = len(data)
-        buf = self._buf
-        for i in range(n):
-            k = self._n
-            b = data[i]
-            buf[k] = b
-            k += 1
-            self._n = k
-            if not _prefix_ok(k - 1, b):
-                self._resync()
-            elif k == FRAME_LEN:
-                if checksum_ok(buf):
-                    out.append(decode(buf))
-                    self.frames += 1
-                    self._n = 0
-                else:
-                    self.bad += 1
-                    self._resync()
-        return out
+    def _check(self, buf):
+        return checksum_ok(buf)
 
-    def _resync(self):
-        # Drop the first byte, then as many as needed for the rest to be a valid frame prefix.
-        buf = self._buf
-        n = self._n
-        s = 1
-        while s < n:
-            ok = True
-            j = 0
-            while j < 4 and s + j < n:
-                if not _prefix_ok(j, buf[s + j]):
-                    ok = False
-                    break
-                j += 1
-            if ok:
-                break
-            s += 1
-        if s > n:
-            s = n
-        for j in range(n - s):
-            buf[j] = buf[j + s]
-        self._n = n - s
-        self.skipped += s
+    def _frame(self, buf, out):
+        out.append(decode(buf))
+        self.frames += 1
 
 
 class PMS5003:

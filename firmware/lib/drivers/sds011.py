@@ -23,6 +23,8 @@ import machine
 import time
 from micropython import const
 
+from drivers.uartframe import FrameParser
+
 BAUD = const(9600)
 FRAME_LEN = const(10)
 CMD_LEN = const(19)
@@ -73,73 +75,37 @@ def fill_command(buf, cmd, d2=0, d3=0):
     buf[18] = _TAIL
 
 
-class Parser:
+class Parser(FrameParser):
     """Finds valid data frames (AA C0) in a byte stream fed in pieces of any size, and notes
-    command replies (AA C5). A partial frame is kept across feed() calls; bytes that cannot
-    start a frame are skipped; a 10-byte candidate with a wrong checksum or tail is counted in
-    `bad` and dropped, and the search resumes at its second byte. Never raises."""
+    command replies (AA C5) (drivers/uartframe.py: partial frames kept, junk skipped, a
+    10-byte candidate with a wrong checksum or tail counted in `bad`). Never raises."""
+
+    PREFIX = 2  # head AA, then C0 (data) or C5 (reply)
 
     def __init__(self):
-        self._buf = bytearray(FRAME_LEN)
-        self._n = 0
-        self.frames = 0  # valid data frames
-        self.bad = 0  # candidates (AA C0/C5 ...) with a wrong checksum or tail
-        self.skipped = 0  # bytes thrown away while looking for a header
+        FrameParser.__init__(self, FRAME_LEN)
         self.replies = 0  # valid command replies seen
         self.reply = bytearray(6)  # data bytes 1-6 of the last reply
         self.device_id = None  # ID1 | ID2 << 8 of the last valid frame or reply
 
-    def reset(self):
-        self._n = 0
+    def _prefix_ok(self, pos, b):
+        if pos == 0:
+            return b == _HEAD
+        return b == _DATA or b == _REPLY
 
-    def feed(self, data, n=-1):
-        """Feed bytes (the first n of data when n >= 0); returns the readings
-        (pm25_x10, pm10_x10) of the data frames completed by them, oldest first."""
-        out = []  # type: list[tuple]
-        if data is None:
-            return out
-        if n < 0 or n > len(data):
-            n = len(data)
-        buf = self._buf
-        for i in range(n):
-            k = self._n
-            b = data[i]
-            buf[k] = b
-            k += 1
-            self._n = k
-            if (k == 1 and b != _HEAD) or (k == 2 and b != _DATA and b != _REPLY):
-                self._resync()
-            elif k == FRAME_LEN:
-                if checksum_ok(buf):
-                    self.device_id = buf[6] | (buf[7] << 8)
-                    if buf[1] == _DATA:
-                        out.append((buf[2] | (buf[3] << 8), buf[4] | (buf[5] << 8)))
-                        self.frames += 1
-                    else:
-                        r = self.reply
-                        for j in range(6):
-                            r[j] = buf[2 + j]
-                        self.replies += 1
-                    self._n = 0
-                else:
-                    self.bad += 1
-                    self._resync()
-        return out
+    def _check(self, buf):
+        return checksum_ok(buf)
 
-    def _resync(self):
-        buf = self._buf
-        n = self._n
-        s = 1
-        while s < n:
-            if buf[s] == _HEAD and (s + 1 >= n or buf[s + 1] == _DATA or buf[s + 1] == _REPLY):
-                break
-            s += 1
-        if s > n:
-            s = n
-        for j in range(n - s):
-            buf[j] = buf[j + s]
-        self._n = n - s
-        self.skipped += s
+    def _frame(self, buf, out):
+        self.device_id = buf[6] | (buf[7] << 8)
+        if buf[1] == _DATA:
+            out.append((buf[2] | (buf[3] << 8), buf[4] | (buf[5] << 8)))
+            self.frames += 1
+        else:
+            r = self.reply
+            for j in range(6):
+                r[j] = buf[2 + j]
+            self.replies += 1
 
 
 class SDS011:
